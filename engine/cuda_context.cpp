@@ -1,0 +1,94 @@
+// CUDA context implementation: lazy creation, the no-GPU probe, checked library calls.
+#include "engine/cuda_context.h"
+
+#include <mutex>
+
+namespace ds {
+
+void check_cudnn(cudnnStatus_t status, const char* what, const char* file, int line) {
+  if (status != CUDNN_STATUS_SUCCESS)
+    throw CudnnError(std::string(what) + " failed: " + cudnnGetErrorString(status) + " at " + file + ":" +
+                     std::to_string(line));
+}
+
+void check_cublas(cublasStatus_t status, const char* what, const char* file, int line) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw CublasError(std::string(what) + " failed: " + cublasGetStatusName(status) + " at " + file + ":" +
+                      std::to_string(line));
+}
+
+const CudaProbe& probe_cuda() {
+  static CudaProbe probe = [] {
+    CudaProbe p;
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+      p.reason = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(err);
+      cudaGetLastError();  // clear the sticky error so later calls report their own
+      return p;
+    }
+    if (count == 0) {
+      p.reason = "no CUDA device found";
+      return p;
+    }
+    cudnnHandle_t h = nullptr;
+    cudnnStatus_t st = cudnnCreate(&h);
+    if (st != CUDNN_STATUS_SUCCESS) {
+      p.reason = std::string("cudnnCreate: ") + cudnnGetErrorString(st);
+      return p;
+    }
+    cudnnDestroy(h);
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) p.device_name = prop.name;
+    p.available = true;
+    return p;
+  }();
+  return probe;
+}
+
+CudaContext& CudaContext::get() {
+  const CudaProbe& p = probe_cuda();
+  if (!p.available) throw CudaError("no usable CUDA device: " + p.reason);
+  static CudaContext ctx;
+  return ctx;
+}
+
+CudaContext::CudaContext() {
+  DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  DS_CUDNN_CHECK(cudnnCreate(&cudnn_));
+  DS_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
+  DS_CUBLAS_CHECK(cublasCreate(&cublas_));
+  DS_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  set_exact_math(false);
+}
+
+CudaContext::~CudaContext() {
+  // Process teardown: errors are ignored, the driver may already be gone.
+  if (workspace_) cudaFree(workspace_);
+  if (cublas_) cublasDestroy(cublas_);
+  if (cudnn_) cudnnDestroy(cudnn_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void* CudaContext::workspace(size_t bytes) {
+  if (bytes > workspace_bytes_) {
+    if (workspace_) {
+      DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      DS_CUDA_CHECK(cudaFree(workspace_));
+      workspace_ = nullptr;
+    }
+    DS_CUDA_CHECK(cudaMalloc(&workspace_, bytes));
+    workspace_bytes_ = bytes;
+  }
+  return workspace_;
+}
+
+void CudaContext::set_exact_math(bool exact) {
+  exact_math_ = exact;
+  // cuBLAS: pedantic math forbids TF32 and reduced-precision reductions; default allows TF32.
+  DS_CUBLAS_CHECK(cublasSetMathMode(cublas_, exact ? CUBLAS_PEDANTIC_MATH : CUBLAS_TF32_TENSOR_OP_MATH));
+}
+
+void CudaContext::synchronize() { DS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+}  // namespace ds

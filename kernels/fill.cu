@@ -1,0 +1,18 @@
+// Fill kernels: set every element of a float buffer to one value (zeroing, poisoning in tests).
+#include "kernels/fill.h"
+#include "kernels/kernel_common.h"
+
+namespace ds::DS_KNS {
+
+__global__ void fill_kernel(float* out, float value, int64_t n) {
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = value;
+}
+
+void fill(float* out, float value, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  constexpr int threads = 256;
+  DS_LAUNCH(fill_kernel, blocks_for(n, threads), threads, 0, stream, out, value, n);
+}
+
+}  // namespace ds::DS_KNS

@@ -1,0 +1,73 @@
+// Image datasets: `prepare-images` (a folder of JPEG/PNG/BMP/GIF, or an IDX file such as Fashion-MNIST,
+// into a uint8 N×C×H×W .npy plus a .json sidecar) and loading such a dataset back for the trainer.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/npy.h"
+
+namespace ds {
+
+// DCGAN sides are 4·2^k (4, 8, 16, 32, 64, ...): the generator starts from 4 and doubles per layer.
+bool is_dcgan_size(int size);
+// Throws std::runtime_error "<flag> <value>: expected 4·2^k ..." when !is_dcgan_size(value).
+void check_dcgan_size(int value, const std::string& flag);
+
+struct PrepareImagesOptions {
+  int64_t limit = 0;   // keep at most this many images (0: all)
+  int pad_small = -1;  // -1: on for IDX input, off for folders; 0 off; 1 on (see prepare_images)
+  bool progress = true;               // progress lines on stderr
+  std::string size_flag = "--size";   // how the CLI names the size, for error messages
+};
+
+struct PrepareImagesResult {
+  int64_t count = 0;    // images written
+  int64_t skipped = 0;  // files in a folder that could not be used
+  std::string sidecar_path;
+};
+
+// input: a folder (searched recursively, paths sorted, hidden files ignored; every other file is tried
+// and skipped with a one-line stderr warning if stb_image cannot decode it) or an IDX file (gzipped or
+// plain, unsigned bytes, N×H×W or N×H×W×C). Each image: alpha composited on black; grey replicated to 3
+// channels or RGB reduced to BT.601 luma; then, if pad_small is on and the image fits inside the target,
+// centred on a canvas of the background value; otherwise centre-cropped to the target aspect and
+// resampled per axis (area averaging when shrinking, bilinear when enlarging). Writes out_npy (uint8
+// N×C×H×W) and sidecar_path_for(out_npy) atomically, creating the output folder. Throws
+// std::runtime_error naming the input, file or flag for: missing input, bad sizes/channels, an empty
+// folder or no usable image, a corrupt IDX file.
+PrepareImagesResult prepare_images(const std::string& input, const std::string& out_npy, int size_h, int size_w,
+                                   int channels, const PrepareImagesOptions& options = {});
+
+// "X.npy" -> "X.json" (any other name gets ".json" appended).
+std::string sidecar_path_for(const std::string& npy_path);
+
+struct ImageDataset {
+  DType dtype = DType::U8;  // as stored: U8 (images) or F16 (mel spectrograms)
+  int64_t count = 0, channels = 0, height = 0, width = 0;
+  std::vector<uint8_t> pixels;  // U8: N×C×H×W as stored
+  std::vector<float> values;    // F16: N×C×H×W converted to float (already in [-1, 1])
+  std::string sidecar_json;     // the sidecar's text, "" if there is none
+
+  int64_t sample_size() const { return channels * height * width; }
+  // One sample as float in [-1, 1] (x/127.5 - 1 for U8). out: C×H×W.
+  void sample_as_float(float* out, int64_t index) const;
+};
+
+// Throws std::runtime_error naming path unless it is a 4-D uint8 or float16 .npy; also if the sidecar
+// exists and disagrees with the array's shape.
+ImageDataset load_image_dataset(const std::string& path);
+
+// ---- building blocks, exposed for tests --------------------------------------------------------
+
+// One channel plane, in_h×in_w -> out_h×out_w, each axis on its own: area averaging (box filter with
+// fractional coverage) when that axis shrinks, bilinear (half-pixel centres, edge clamped) when it grows.
+void resample_plane(float* out, const float* in, int in_h, int in_w, int out_h, int out_w);
+
+// One decoded image (interleaved, src_channels 1..4 as stb_image gives) -> out (out_channels×out_h×out_w
+// uint8). background: per output channel, used only when padding; nullptr: the per-channel median of the
+// image's outermost ring of pixels (after compositing and channel conversion).
+void fit_image(uint8_t* out, const uint8_t* src, int src_h, int src_w, int src_channels, int out_channels,
+               int out_h, int out_w, bool pad_small, const float* background);
+
+}  // namespace ds

@@ -142,9 +142,9 @@ inline T (&shared_array(T (&storage)[N], std::uint64_t& claimed_in_block, const 
 }
 
 enum class ShuffleMode { Idx, Up, Down, Xor };
-// Source lane of a shuffle, as PTX shfl.sync computes it (CUDA passes c = ((32-width)<<8) | 0x1f,
-// and 0 instead of 0x1f for the up mode): a lane whose source leaves its width-segment gets its own value.
-// PTX ISA, "Data Movement and Conversion Instructions: shfl.sync".
+// Source lane of a shuffle, as PTX shfl.sync computes it (PTX ISA, shfl.sync "Semantics"), with the
+// c operand CUDA's sm_30_intrinsics.hpp passes: ((32-width)<<8) | 0x1f, and (32-width)<<8 for up.
+// A lane whose source leaves its width-segment (later segments for xor) gets its own value.
 int shuffle_source_lane(ShuffleMode mode, int lane, unsigned b, int width);
 
 template <class T>

@@ -33,8 +33,8 @@ std::vector<double> magnitude(const std::vector<float>& v) {
 
 // Error bound: every output is a sum of at most `terms` products of float inputs (plus the prior dw for
 // the accumulating op). Whatever the order of summation (GEMM blocking, col2im, chunks), the computed
-// float value obeys |fl − exact| ≤ γ_n · Σ|products| with γ_n = n·u/(1 − n·u), u = 2⁻²⁴ and n = terms + 1
-// roundings per path (Higham, Accuracy and Stability of Numerical Algorithms, §3.1, eq. 3.5 for dot
+// float value obeys |fl − exact| ≤ γ_n · Σ|products| with γ_n = n·u/(1 − n·u), u = 2⁻²⁴ and
+// n = terms + 1 roundings per path (Higham, Accuracy and Stability of Numerical Algorithms, §3.1, eq. 3.5 for dot
 // products). Σ|products| is the reference run on |inputs|; the double reference's own error is ~1e-16
 // relative and negligible. A wrong index, a missing or a doubled term breaks it by orders of magnitude
 // (a term is typically ~Σ|products|/terms, the bound is ~Σ|products|·terms·6e-8).

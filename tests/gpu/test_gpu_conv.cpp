@@ -102,7 +102,7 @@ TEST_CASE("gpu conv conv2d: cuDNN forward, backward-data, backward-filter agains
   check_cudnn_layer(ds::conv2d_shape(8, 512, 4, 4, 1, 4, 4, 1, 1, 0, 0), 57);     // D's last layer
 }
 
-TEST_CASE("gpu conv conv_transpose2d: cuDNN backward-data/forward/backward-filter (x, dy swapped) against the CPU reference") {
+TEST_CASE("gpu conv conv_transpose2d: cuDNN backward-data, forward, backward-filter (x, dy swapped) vs the reference") {
   check_cudnn_layer(ds::conv_transpose2d_shape(3, 3, 5, 7, 2, 4, 4, 2, 2, 1, 1), 61);
   check_cudnn_layer(ds::conv_transpose2d_shape(3, 3, 5, 7, 2, 3, 2, 1, 1, 0, 0), 62);
   check_cudnn_layer(ds::conv_transpose2d_shape(3, 5, 1, 1, 2, 4, 6, 1, 1, 0, 0), 63);

@@ -1,2 +1,186 @@
-// The darkstar command line (placeholder until the trainer lands).
-int main() { return 0; }
+// The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
+// train, sample, doctor.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/checkpoint.h"
+#include "engine/cuda_context.h"
+#include "engine/doctor.h"
+#include "engine/image_dataset.h"
+#include "engine/npy.h"
+#include "engine/png.h"
+#include "engine/rng.h"
+#include "engine/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace ds;
+
+namespace {
+
+// --device auto|cpu|cuda → a device; auto falls back to the CPU with one line saying why.
+Device pick_device(const std::string& flag) {
+  if (flag == "cpu") return Device::CPU;
+  const CudaProbe& probe = probe_cuda();
+  if (flag == "cuda") {
+    if (!probe.available) throw std::runtime_error("--device cuda: no usable GPU (" + probe.reason + ")");
+    return Device::CUDA;
+  }
+  if (probe.available) {
+    std::fprintf(stderr, "darkstar: using GPU %s\n", probe.device_name.c_str());
+    return Device::CUDA;
+  }
+  std::fprintf(stderr, "darkstar: no usable GPU (%s); running on the CPU\n", probe.reason.c_str());
+  return Device::CPU;
+}
+
+std::string format_duration(double seconds) {
+  char buf[32];
+  const long s = static_cast<long>(seconds + 0.5);
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  return buf;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"darkstar: a hand-written CUDA engine that trains DCGANs on pictures and mel spectrograms"};
+  app.require_subcommand(1);
+
+  // ---- prepare-images ----
+  auto* prep = app.add_subcommand("prepare-images", "decode, centre-crop, resize and pack images into X.npy + X.json");
+  std::string prep_in, prep_out;
+  int prep_size = 64, prep_h = 0, prep_w = 0, prep_channels = 0;
+  int64_t prep_limit = 0;
+  prep->add_option("input", prep_in, "folder of JPEG/PNG/BMP/GIF images, or an IDX file (.gz ok)")->required();
+  prep->add_option("--out", prep_out, "output .npy (a .json sidecar is written beside it)")->required();
+  prep->add_option("--size", prep_size, "square output size, 4*2^k (default 64)");
+  prep->add_option("--height", prep_h, "output height (overrides --size)");
+  prep->add_option("--width", prep_w, "output width (overrides --size)");
+  prep->add_option("--channels", prep_channels, "1 or 3 (default: 1 for IDX, 3 for folders)");
+  prep->add_option("--limit", prep_limit, "keep at most this many images");
+
+  // ---- train ----
+  auto* train = app.add_subcommand("train", "train a DCGAN on a prepared dataset");
+  TrainConfig tc;
+  std::string train_device = "auto";
+  train->add_option("--data", tc.data_path, "dataset .npy from prepare-images")->required();
+  train->add_option("--out", tc.out_dir, "run folder (checkpoints, samples, log)")->required();
+  train->add_option("--steps", tc.steps, "training steps (default 2000)");
+  train->add_option("--batch", tc.batch, "batch size (default 64)");
+  train->add_option("--nz", tc.model.nz, "latent size (default 100)");
+  train->add_option("--ngf", tc.model.ngf, "generator width (default 64)");
+  train->add_option("--ndf", tc.model.ndf, "discriminator width (default 64)");
+  train->add_option("--lr", tc.adam.lr, "Adam learning rate (default 2e-4)");
+  train->add_option("--beta1", tc.adam.beta1, "Adam beta1 (default 0.5)");
+  train->add_option("--beta2", tc.adam.beta2, "Adam beta2 (default 0.999)");
+  train->add_option("--seed", tc.seed, "seed of every random number (default 1)");
+  train->add_option("--checkpoint-every", tc.checkpoint_every, "steps between checkpoints (default 500)");
+  train->add_option("--sample-every", tc.sample_every, "steps between sample grids (default 200)");
+  train->add_option("--log-every", tc.log_every, "steps between log lines (default 10)");
+  train->add_option("--device", train_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors");
+
+  // ---- sample ----
+  auto* sample = app.add_subcommand("sample", "generate images from a checkpoint");
+  std::string ckpt, sample_out, sample_z, sample_device = "auto";
+  int64_t sample_n = 64;
+  uint64_t sample_seed = 1;
+  bool sample_batch_stats = false;
+  sample->add_option("--checkpoint", ckpt, "netG.safetensors or last.safetensors")->required();
+  sample->add_option("--out", sample_out, ".png (a grid, 8 per row) or .npy (float32 N×C×H×W in [-1, 1])")->required();
+  sample->add_option("--n", sample_n, "how many images (default 64)");
+  sample->add_option("--z", sample_z, "noise .npy, float32 (N, nz) or (N, nz, 1, 1), instead of random noise");
+  sample->add_option("--seed", sample_seed, "noise seed (default 1)");
+  sample->add_flag("--batch-stats", sample_batch_stats, "batch norm with batch statistics (train mode)");
+  sample->add_option("--device", sample_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+
+  // ---- doctor ----
+  auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
+  bool doctor_probe = false;
+  doctor->add_flag("--probe", doctor_probe, "only say whether a usable GPU exists (exit 0 if so, 1 if not)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (*prep) {
+      const int h = prep_h ? prep_h : prep_size, w = prep_w ? prep_w : prep_size;
+      check_dcgan_size(h, prep_h ? "--height" : "--size");
+      check_dcgan_size(w, prep_w ? "--width" : "--size");
+      const bool idx = fs::is_regular_file(prep_in);
+      const int channels = prep_channels ? prep_channels : (idx ? 1 : 3);
+      if (channels != 1 && channels != 3)
+        throw std::invalid_argument("--channels " + std::to_string(channels) + ": expected 1 or 3");
+      PrepareImagesOptions opt;
+      opt.limit = prep_limit;
+      const PrepareImagesResult r = prepare_images(prep_in, prep_out, h, w, channels, opt);
+      std::printf("wrote %s: %lld images %dx%dx%d (%lld skipped), sidecar %s\n", prep_out.c_str(),
+                  static_cast<long long>(r.count), channels, h, w, static_cast<long long>(r.skipped),
+                  r.sidecar_path.c_str());
+    } else if (*train) {
+      tc.device = pick_device(train_device);
+      Trainer trainer(tc);
+      std::printf("training on %s: %s, batch %lld, %lld steps, run folder %s\n", device_name(tc.device),
+                  tc.data_path.c_str(), static_cast<long long>(tc.batch), static_cast<long long>(tc.steps),
+                  tc.out_dir.c_str());
+      const StepStats last = trainer.run([&](const StepStats& s) {
+        std::printf("[%lld/%lld] Loss_D: %.4f Loss_G: %.4f D(x): %.4f D(G(z)): %.4f / %.4f  %.1f img/s  ETA %s\n",
+                    static_cast<long long>(s.step), static_cast<long long>(tc.steps), s.loss_d, s.loss_g, s.d_x,
+                    s.d_g_z1, s.d_g_z2, s.images_per_second, format_duration(s.eta_seconds).c_str());
+        std::fflush(stdout);
+      });
+      std::printf("done: step %lld; checkpoints %s/{netG,netD,last}.safetensors; samples in %s/samples/\n",
+                  static_cast<long long>(last.step), tc.out_dir.c_str(), tc.out_dir.c_str());
+    } else if (*sample) {
+      const Device dev = pick_device(sample_device);
+      std::vector<float> z;
+      if (!sample_z.empty()) {
+        const NpyArray arr = read_npy(sample_z);
+        if (arr.dtype != DType::F32 || (arr.shape.size() != 2 && arr.shape.size() != 4) ||
+            (arr.shape.size() == 4 && (arr.shape[2] != 1 || arr.shape[3] != 1)))
+          throw std::runtime_error(sample_z + ": expected float32 noise of shape (N, nz) or (N, nz, 1, 1)");
+        sample_n = arr.shape[0];
+        z.assign(arr.as<float>(), arr.as<float>() + arr.numel());
+      }
+      if (sample_n < 1) throw std::invalid_argument("--n must be >= 1");
+      LoadedGenerator lg = load_generator(ckpt, sample_n, dev);
+      const ModelConfig& mc = lg.model;
+      if (z.empty()) {
+        z.resize(sample_n * mc.nz);
+        Philox(sample_seed, 5).fill_normal(z.data(), 0.f, 1.f, static_cast<int64_t>(z.size()));
+      } else if (static_cast<int64_t>(z.size()) != sample_n * mc.nz) {
+        throw std::runtime_error(sample_z + ": noise has " + std::to_string(z.size() / sample_n) +
+                                 " values per row; this checkpoint's nz is " + std::to_string(mc.nz));
+      }
+      Tensor zt = Tensor::from_host(z, {sample_n, mc.nz, 1, 1}, dev);
+      lg.generator->forward(zt, sample_batch_stats);
+      const std::vector<float> images = lg.generator->output().to_host();
+      if (ends_with(sample_out, ".npy")) {
+        write_npy(sample_out, DType::F32, {sample_n, mc.channels, mc.height, mc.width}, images.data());
+      } else {
+        write_png_grid(sample_out, images.data(), static_cast<int>(sample_n), static_cast<int>(mc.channels),
+                       static_cast<int>(mc.height), static_cast<int>(mc.width), 8);
+      }
+      std::printf("wrote %s: %lld images %lldx%lldx%lld\n", sample_out.c_str(), static_cast<long long>(sample_n),
+                  static_cast<long long>(mc.channels), static_cast<long long>(mc.height),
+                  static_cast<long long>(mc.width));
+    } else if (*doctor) {
+      if (doctor_probe) {
+        const CudaProbe& p = probe_cuda();
+        std::printf("%s\n", p.available ? ("GPU: " + p.device_name).c_str() : ("no usable GPU: " + p.reason).c_str());
+        return p.available ? 0 : 1;
+      }
+      return run_doctor(stdout) ? 0 : 1;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "darkstar: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

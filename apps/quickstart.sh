@@ -9,7 +9,7 @@ bin="${DARKSTAR_BUILD_DIR:-build}/darkstar"
 idx=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 mkdir -p data runs
 
-if "$bin" doctor --quiet-probe >/dev/null 2>&1; then
+if "$bin" doctor --probe; then
   echo "quickstart: GPU found: full Fashion-MNIST, ngf = ndf = 64, 2000 steps"
   "$bin" prepare-images "$idx" --size 32 --out data/fashion-mnist.npy
   "$bin" train --data data/fashion-mnist.npy --out runs/fashion-mnist --steps 2000 --batch 128 \

@@ -4,6 +4,7 @@
 // WRITTEN (=); shapes are NCHW.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "engine/conv_shape.h"
 #include "engine/tensor.h"
@@ -34,13 +35,32 @@ void bce_with_logits(Tensor& dlogits, Tensor& loss, Tensor& probability, const T
 
 // ---- Adam, torch.optim.Adam's formula; `step` counts from 1 ----
 struct AdamConfig {
-  float lr = 2e-4f, beta1 = 0.5f, beta2 = 0.999f, eps = 1e-8f;
+  double lr = 2e-4, beta1 = 0.5, beta2 = 0.999, eps = 1e-8;  // doubles, as PyTorch keeps them
 };
-void adam_step(Tensor& params, Tensor& m, Tensor& v, const Tensor& grads, const AdamConfig& cfg, int64_t step);
+// PyTorch's state['step'], kept on the device too (CUDA) so a captured step replays correctly.
+class AdamCounter {
+ public:
+  explicit AdamCounter(Device device);
+  ~AdamCounter();
+  AdamCounter(const AdamCounter&) = delete;
+  AdamCounter& operator=(const AdamCounter&) = delete;
+  int64_t step() const { return step_; }
+  void set(int64_t step);  // resume
+  int* device_step() const { return device_step_; }
+  void advance();          // ++step on host and (enqueued) on the device
+
+ private:
+  Device device_;
+  int64_t step_ = 0;
+  int* device_step_ = nullptr;
+};
+// Advances `counter`, then one Adam update of every element of `params`.
+void adam_step(Tensor& params, Tensor& m, Tensor& v, const Tensor& grads, const AdamConfig& cfg, AdamCounter& counter);
 
 // ---- misc ----
-// flag[0] becomes 0 if any element of x is NaN/Inf (flag is not reset here).
-void check_finite(Tensor& flag, const Tensor& x);
+// True when no element of any of the tensors is NaN/Inf (synchronises with the device: for
+// checkpoints, not for steps).
+bool all_finite(const std::vector<Tensor>& tensors);
 // out (n, C, H, W) = images[indices[i]] mapped from uint8 to [-1, 1]; `images` is a device/host
 // uint8 array of count×image_size bytes on out's device.
 void gather_images(Tensor& out, const uint8_t* images, const int32_t* indices, int64_t n, int64_t image_size);

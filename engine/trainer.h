@@ -42,19 +42,19 @@ struct StepStats {
 // output, the statistics slots and both Adam states (contiguous, like the parameters).
 struct GanStepState {
   Tensor dlogits, dfake, stats;
-  Tensor mG, vG, mD, vD;
+  Tensor mG, vG, mD, vD;    // Adam's exp_avg / exp_avg_sq, laid out like the parameters
+  AdamCounter stepG, stepD;  // Adam's state['step'] of each optimizer
   GanStepState(const Generator& G, const Discriminator& D);
 };
 // Statistics slots written by gan_step (device-side; read them back only when logging).
-enum GanStat { kErrDReal, kDx, kErrDFake, kDGz1, kErrG, kDGz2, kFiniteFlag, kGanStatCount };
+enum GanStat { kErrDReal, kDx, kErrDFake, kDGz1, kErrG, kDGz2, kGanStatCount };
 
 // One training step exactly as PyTorch's examples/dcgan: D on `real` (label 1) and on G(z) detached
 // (label 0), each with its own batch statistics, Adam on D; then G against the updated D (label 1),
-// Adam on G. `step` is the 1-based Adam step. `before_adam`, if given, is called with "D" and "G"
+// Adam on G (each optimizer's step counter advances by one). `before_adam`, if given, is called with "D" and "G"
 // right before each Adam step (tests read the gradients there, as PyTorch's .grad before step()).
 void gan_step(Generator& G, Discriminator& D, GanStepState& st, const Tensor& real, const Tensor& z,
-              const AdamConfig& adam, int64_t step,
-              const std::function<void(const char* net)>& before_adam = nullptr);
+              const AdamConfig& adam, const std::function<void(const char* net)>& before_adam = nullptr);
 
 class Trainer {
  public:

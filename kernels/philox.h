@@ -117,8 +117,8 @@ DS_HD inline PhiloxFloats normals_from_words(PhiloxWords bits) {
   return z;
 }
 
-// mean + std * z with one rounding everywhere (an explicit fma, so nvcc's contraction cannot make
+// mean + stddev * z with one rounding everywhere (an explicit fma, so nvcc's contraction cannot make
 // the device differ from the host).
-DS_HD inline float scale_normal(float z, float mean, float std) { return fmaf(std, z, mean); }
+DS_HD inline float scale_normal(float z, float mean, float stddev) { return fmaf(stddev, z, mean); }
 
 }  // namespace ds

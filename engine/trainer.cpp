@@ -1,0 +1,333 @@
+// The training loop (see trainer.h): one step exactly as PyTorch's examples/dcgan, checkpoints,
+// samples, logs, resume.
+#include "engine/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/atomic_file.h"
+#include "engine/checkpoint.h"
+#include "engine/cuda_context.h"
+#include "engine/device_buffer.h"
+#include "engine/png.h"
+#include "engine/rng.h"
+#include "engine/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace ds {
+
+namespace {
+// Philox streams: one per purpose, so changing one use never shifts another's numbers.
+constexpr uint32_t kStreamInitG = 0, kStreamInitD = 1, kStreamData = 2, kStreamNoise = 3, kStreamFixedNoise = 4;
+
+}  // namespace
+
+std::string TrainConfig::to_json() const {
+  nlohmann::json j = {{"batch", batch},         {"lr", adam.lr},
+                      {"beta1", adam.beta1},    {"beta2", adam.beta2},
+                      {"eps", adam.eps},        {"seed", seed},
+                      {"steps", steps},         {"checkpoint_every", checkpoint_every},
+                      {"sample_every", sample_every}, {"log_every", log_every},
+                      {"n_samples", n_samples}, {"data", data_path},
+                      {"model", nlohmann::json::parse(model.to_json())}};
+  return j.dump();
+}
+
+GanStepState::GanStepState(const Generator& G, const Discriminator& D) : stepG(G.device()), stepD(G.device()) {
+  const Device dev = G.device();
+  const Shape fake = G.output().shape();
+  dlogits = Tensor::zeros(D.output().shape(), dev);
+  dfake = Tensor::zeros(fake, dev);
+  stats = Tensor::zeros({kGanStatCount}, dev);
+  mG = Tensor::zeros(G.params().shape(), dev);
+  vG = Tensor::zeros(mG.shape(), dev);
+  mD = Tensor::zeros(D.params().shape(), dev);
+  vD = Tensor::zeros(mD.shape(), dev);
+}
+
+void gan_step(Generator& G, Discriminator& D, GanStepState& st, const Tensor& real, const Tensor& z,
+              const AdamConfig& adam, const std::function<void(const char* net)>& before_adam) {
+  const Device dev = G.device();
+  auto slot = [&](int i) { return Tensor::view(st.stats.data() + i, {1}, dev); };
+  Tensor err_d_real = slot(kErrDReal), d_x = slot(kDx), err_d_fake = slot(kErrDFake), d_g_z1 = slot(kDGz1),
+         err_g = slot(kErrG), d_g_z2 = slot(kDGz2);
+
+  // (1) Update D: maximize log(D(x)) + log(1 - D(G(z))), real and fake batches with their own statistics.
+  D.zero_grad();
+  D.forward(real, true);
+  bce_with_logits(st.dlogits, err_d_real, d_x, D.output(), 1.f);
+  D.backward(st.dlogits, nullptr, true);
+  G.forward(z, true);
+  D.forward(G.output(), true);  // G(z).detach(): no gradient flows to G here
+  bce_with_logits(st.dlogits, err_d_fake, d_g_z1, D.output(), 0.f);
+  D.backward(st.dlogits, nullptr, true);
+  if (before_adam) before_adam("D");
+  adam_step(D.params(), st.mD, st.vD, D.grads(), adam, st.stepD);
+
+  // (2) Update G: maximize log(D(G(z))) against the updated D (non-saturating loss, label 1).
+  G.zero_grad();
+  D.forward(G.output(), true);
+  bce_with_logits(st.dlogits, err_g, d_g_z2, D.output(), 1.f);
+  D.backward(st.dlogits, &st.dfake, false);  // D's parameter gradients are not needed in this pass
+  G.backward(st.dfake, nullptr, true);
+  if (before_adam) before_adam("G");
+  adam_step(G.params(), st.mG, st.vG, G.grads(), adam, st.stepG);
+}
+
+struct Trainer::Impl {
+  Tensor real, z;
+  std::unique_ptr<GanStepState> gan;
+  Tensor data_f32;                     // float datasets (mels), on the training device
+  std::vector<uint8_t> data_u8_host;   // uint8 datasets on the CPU
+  DeviceBuffer<uint8_t> data_u8_dev;   // uint8 datasets on the GPU
+  std::vector<int32_t> permutation;    // current epoch's order
+  DeviceBuffer<int32_t> permutation_dev;
+  int64_t position = 0;                // next index into permutation
+  int64_t epoch = 0;
+  std::unique_ptr<Philox> data_rng;
+  std::unique_ptr<Generator> sampler;  // G with batch n_samples for the fixed-noise grids
+  Tensor fixed_noise;
+  std::string last_good_checkpoint;
+  int64_t last_good_step = -1;
+};
+
+Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  data_ = load_image_dataset(cfg_.data_path);
+  cfg_.model.height = data_.height;
+  cfg_.model.width = data_.width;
+  cfg_.model.channels = data_.channels;
+  cfg_.model.validate();
+  if (cfg_.batch < 2)
+    throw std::invalid_argument("--batch " + std::to_string(cfg_.batch) +
+                                ": expected at least 2 (batch norm needs two values per channel)");
+  if (cfg_.batch > data_.count)
+    throw std::invalid_argument("--batch " + std::to_string(cfg_.batch) + " is larger than the dataset " +
+                                cfg_.data_path + " (" + std::to_string(data_.count) + " images)");
+  if (cfg_.steps < 0) throw std::invalid_argument("--steps must be >= 0");
+  const Device dev = cfg_.device;
+  const ModelConfig& mc = cfg_.model;
+  G_ = std::make_unique<Generator>(mc, cfg_.batch, dev);
+  D_ = std::make_unique<Discriminator>(mc, cfg_.batch, dev);
+  m.sampler = std::make_unique<Generator>(mc, cfg_.n_samples, dev);
+  m.real = Tensor::zeros({cfg_.batch, mc.channels, mc.height, mc.width}, dev);
+  m.z = Tensor::zeros({cfg_.batch, mc.nz, 1, 1}, dev);
+  m.gan = std::make_unique<GanStepState>(*G_, *D_);
+  m.fixed_noise = Tensor::zeros({cfg_.n_samples, mc.nz, 1, 1}, dev);
+  normal_noise(m.fixed_noise, cfg_.seed, kStreamFixedNoise, 0);
+  if (data_.dtype == DType::U8) {
+    if (dev == Device::CUDA) {
+      m.data_u8_dev = DeviceBuffer<uint8_t>::from_host(data_.pixels);
+    } else {
+      m.data_u8_host = data_.pixels;
+    }
+  } else {
+    m.data_f32 = Tensor::from_host(data_.values, {data_.count, data_.channels, data_.height, data_.width}, dev);
+  }
+  if (dev == Device::CUDA) m.permutation_dev = DeviceBuffer<int32_t>(data_.count);
+  m.data_rng = std::make_unique<Philox>(cfg_.seed, kStreamData);
+  G_->init_weights(cfg_.seed, kStreamInitG);
+  D_->init_weights(cfg_.seed, kStreamInitD);
+  fs::create_directories(cfg_.out_dir);
+  fs::create_directories(fs::path(cfg_.out_dir) / "samples");
+
+  if (cfg_.resume) {
+    const std::string path = last_checkpoint_path();
+    if (!fs::exists(path)) throw std::runtime_error("--resume: no checkpoint at " + path);
+    const SafeTensorsFile file = read_safetensors(path);
+    auto meta = file.metadata.find(kMetaModel);
+    if (meta == file.metadata.end()) throw std::runtime_error(path + ": not a darkstar training state");
+    const ModelConfig saved = ModelConfig::from_json(meta->second);
+    if (saved.to_json() != cfg_.model.to_json())
+      throw std::runtime_error(path + ": checkpoint model " + saved.to_json() + " differs from this run's " +
+                               cfg_.model.to_json() + " (same --data, --nz, --ngf, --ndf expected)");
+    load_network(*G_, file, "netG.", path);
+    load_network(*D_, file, "netD.", path);
+    auto load = [&](Tensor& t, const std::string& name) {
+      const SafeTensor& st = file.get(name, DType::F32, t.shape());
+      t.copy_from_host(reinterpret_cast<const float*>(st.data.data()), t.numel());
+    };
+    load(m.gan->mG, "optG.exp_avg");
+    load(m.gan->vG, "optG.exp_avg_sq");
+    load(m.gan->mD, "optD.exp_avg");
+    load(m.gan->vD, "optD.exp_avg_sq");
+    load(m.fixed_noise, "fixed_noise");
+    step_ = *reinterpret_cast<const int64_t*>(file.get("step", DType::I64, {}).data.data());
+    m.gan->stepG.set(step_);
+    m.gan->stepD.set(step_);
+    const SafeTensor& perm = file.get("data.permutation", DType::I32, {data_.count});
+    m.permutation.assign(reinterpret_cast<const int32_t*>(perm.data.data()),
+                         reinterpret_cast<const int32_t*>(perm.data.data()) + data_.count);
+    const int64_t* order = reinterpret_cast<const int64_t*>(file.get("data.state", DType::I64, {7}).data.data());
+    m.position = order[0];
+    m.epoch = order[1];
+    PhiloxState rs;
+    rs.seed = static_cast<uint64_t>(order[2]);
+    rs.stream = static_cast<uint32_t>(order[3]);
+    rs.offset = static_cast<uint64_t>(order[4]);
+    rs.lane = static_cast<uint32_t>(order[5]);
+    rs.kind = static_cast<uint32_t>(order[6]);
+    m.data_rng->restore(rs);
+    if (dev == Device::CUDA) m.permutation_dev.upload(m.permutation);
+    m.last_good_checkpoint = path;
+    m.last_good_step = step_;
+  }
+}
+
+Trainer::~Trainer() = default;
+
+std::string Trainer::last_checkpoint_path() const { return (fs::path(cfg_.out_dir) / "last.safetensors").string(); }
+
+void Trainer::step() {
+  Impl& m = *impl_;
+  const int64_t B = cfg_.batch;
+  // Data order: a fresh permutation each epoch; the tail shorter than a batch starts the next epoch.
+  if (m.permutation.empty() || m.position + B > data_.count) {
+    std::vector<int64_t> order = m.data_rng->permutation(data_.count);
+    m.permutation.assign(order.begin(), order.end());
+    if (cfg_.device == Device::CUDA) m.permutation_dev.upload(m.permutation);
+    m.position = 0;
+    if (!order.empty()) ++m.epoch;
+  }
+  const int32_t* indices =
+      (cfg_.device == Device::CUDA ? m.permutation_dev.get() : m.permutation.data()) + m.position;
+  if (data_.dtype == DType::U8) {
+    const uint8_t* images = cfg_.device == Device::CUDA ? m.data_u8_dev.get() : m.data_u8_host.data();
+    gather_images(m.real, images, indices, B, data_.sample_size());
+  } else {
+    gather_rows(m.real, m.data_f32, indices, B);
+  }
+  m.position += B;
+  normal_noise(m.z, cfg_.seed, kStreamNoise, static_cast<uint64_t>(step_) * philox_tuples_for(m.z.numel()));
+
+  gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam);
+  ++step_;
+}
+
+void Trainer::write_samples(const std::string& png_path) {
+  Impl& m = *impl_;
+  m.sampler->copy_state_from(*G_);
+  m.sampler->forward(m.fixed_noise, false);
+  const std::vector<float> host = m.sampler->output().to_host();
+  const ModelConfig& mc = cfg_.model;
+  write_png_grid(png_path, host.data(), static_cast<int>(cfg_.n_samples), static_cast<int>(mc.channels),
+                 static_cast<int>(mc.height), static_cast<int>(mc.width), 8);
+}
+
+namespace {
+// Everything a checkpoint would store that can go non-finite: parameters and BN running statistics.
+bool network_finite(Network& net) {
+  std::vector<Tensor> tensors{net.params()};
+  for (Stage& s : net.stages())
+    if (s.has_bn) {
+      tensors.push_back(s.running_mean);
+      tensors.push_back(s.running_var);
+    }
+  return all_finite(tensors);
+}
+
+void add_tensor(SafeTensorsFile& f, const std::string& name, const Tensor& t) {
+  const std::vector<float> host = t.to_host();
+  f.add_f32(name, t.shape(), host.data());
+}
+}  // namespace
+
+void Trainer::write_checkpoint() {
+  Impl& m = *impl_;
+  if (!network_finite(*G_) || !network_finite(*D_))
+    throw std::runtime_error("non-finite weights at step " + std::to_string(step_) +
+                             ": checkpoint not written; last good checkpoint: " +
+                             (m.last_good_checkpoint.empty() ? std::string("none")
+                                                             : m.last_good_checkpoint + " (step " +
+                                                                   std::to_string(m.last_good_step) + ")"));
+  const std::string model_json = cfg_.model.to_json();
+  const fs::path dir(cfg_.out_dir);
+  SafeTensorsFile g, d, all;
+  for (SafeTensorsFile* f : {&g, &d, &all}) {
+    f->metadata[kMetaModel] = model_json;
+    f->metadata["format"] = "pt";
+    if (!data_.sidecar_json.empty()) f->metadata[kMetaDataset] = data_.sidecar_json;
+  }
+  g.metadata[kMetaKind] = "netG";
+  d.metadata[kMetaKind] = "netD";
+  all.metadata[kMetaKind] = "training-state";
+  all.metadata[kMetaTrain] = cfg_.to_json();
+  add_network(g, *G_, "");
+  add_network(d, *D_, "");
+  add_network(all, *G_, "netG.");
+  add_network(all, *D_, "netD.");
+  add_tensor(all, "optG.exp_avg", m.gan->mG);
+  add_tensor(all, "optG.exp_avg_sq", m.gan->vG);
+  add_tensor(all, "optD.exp_avg", m.gan->mD);
+  add_tensor(all, "optD.exp_avg_sq", m.gan->vD);
+  add_tensor(all, "fixed_noise", m.fixed_noise);
+  all.add("step", DType::I64, {}, &step_);
+  all.add("data.permutation", DType::I32, {static_cast<int64_t>(m.permutation.size())}, m.permutation.data());
+  // Data order: position in the epoch, epoch, and the permutation generator's whole Philox state.
+  const PhiloxState rs = m.data_rng->state();
+  const int64_t state[7] = {m.position, m.epoch, static_cast<int64_t>(rs.seed), rs.stream,
+                            static_cast<int64_t>(rs.offset), rs.lane, rs.kind};
+  all.add("data.state", DType::I64, {7}, state);
+  write_safetensors((dir / "netG.safetensors").string(), g);
+  write_safetensors((dir / "netD.safetensors").string(), d);
+  write_safetensors(last_checkpoint_path(), all);
+  m.last_good_checkpoint = last_checkpoint_path();
+  m.last_good_step = step_;
+}
+
+StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log) {
+  Impl& m = *impl_;
+  const fs::path dir(cfg_.out_dir);
+  FILE* log = std::fopen((dir / "log.jsonl").string().c_str(), "a");
+  if (!log) throw std::runtime_error("cannot write " + (dir / "log.jsonl").string());
+  std::unique_ptr<FILE, int (*)(FILE*)> log_guard(log, std::fclose);
+  // The first step has no checkpoint to fall back to; make one so a NaN never leaves nothing behind.
+  if (m.last_good_step < 0 && cfg_.checkpoint_every > 0) write_checkpoint();
+  StepStats stats;
+  auto t0 = std::chrono::steady_clock::now();
+  const int64_t first = step_;
+  while (step_ < cfg_.steps) {
+    step();
+    const bool last = step_ == cfg_.steps;
+    if (step_ % cfg_.log_every == 0 || last) {
+      const std::vector<float> s = m.gan->stats.to_host();  // the only host synchronisation of a logged step
+      stats.step = step_;
+      stats.loss_d = s[kErrDReal] + s[kErrDFake];
+      stats.loss_g = s[kErrG];
+      stats.d_x = s[kDx];
+      stats.d_g_z1 = s[kDGz1];
+      stats.d_g_z2 = s[kDGz2];
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double steps_done = static_cast<double>(step_ - first);
+      stats.images_per_second = elapsed > 0 ? steps_done * cfg_.batch / elapsed : 0;
+      stats.eta_seconds = steps_done > 0 ? elapsed / steps_done * static_cast<double>(cfg_.steps - step_) : 0;
+      nlohmann::json j = {{"step", step_},           {"Loss_D", stats.loss_d},  {"Loss_G", stats.loss_g},
+                          {"D_x", stats.d_x},        {"D_G_z1", stats.d_g_z1},  {"D_G_z2", stats.d_g_z2},
+                          {"images_per_second", stats.images_per_second}, {"elapsed_s", elapsed}};
+      std::fprintf(log, "%s\n", j.dump().c_str());
+      std::fflush(log);
+      if (on_log) on_log(stats);
+      if (!std::isfinite(stats.loss_d) || !std::isfinite(stats.loss_g))
+        throw std::runtime_error(
+            "non-finite loss at step " + std::to_string(step_) + " (Loss_D " + std::to_string(stats.loss_d) +
+            ", Loss_G " + std::to_string(stats.loss_g) + "): training stopped; last good checkpoint: " +
+            (m.last_good_checkpoint.empty() ? std::string("none")
+                                            : m.last_good_checkpoint + " (step " + std::to_string(m.last_good_step) + ")"));
+    }
+    if (cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || last)) {
+      char name[64];
+      std::snprintf(name, sizeof name, "step_%07lld.png", static_cast<long long>(step_));
+      write_samples((dir / "samples" / name).string());
+    }
+    if (cfg_.checkpoint_every > 0 && (step_ % cfg_.checkpoint_every == 0 || last)) write_checkpoint();
+  }
+  return stats;
+}
+
+}  // namespace ds

@@ -15,11 +15,11 @@ if "$bin" doctor --probe; then
   "$bin" train --data data/fashion-mnist.npy --out runs/fashion-mnist --steps 2000 --batch 128 \
     --sample-every 250 --checkpoint-every 500
 else
-  echo "quickstart: no GPU: small CPU settings (8192 images, ngf = ndf = 16, batch 64, 400 steps);"
+  echo "quickstart: no GPU: small CPU settings (8192 images, ngf = ndf = 16, batch 64, 2000 steps, a few minutes);"
   echo "            on a GPU the same command trains the full model"
   "$bin" prepare-images "$idx" --size 32 --limit 8192 --out data/fashion-mnist-small.npy
   "$bin" train --data data/fashion-mnist-small.npy --out runs/fashion-mnist-cpu --device cpu \
-    --steps 400 --batch 64 --ngf 16 --ndf 16 --sample-every 100 --checkpoint-every 200 --log-every 20
+    --steps 2000 --batch 64 --ngf 16 --ndf 16 --sample-every 250 --checkpoint-every 500 --log-every 50
 fi
 run=$(ls -dt runs/fashion-mnist* | head -1)
 echo "quickstart: sample grids in $run/samples/ (latest: $(ls -t "$run"/samples/*.png | head -1))"

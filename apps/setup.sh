@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make pkg-config doctest-dev libstb-dev nlohmann-json3-dev libcli11-dev
-          libsndfile1-dev libsoxr-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist)
+          libsndfile1-dev libsoxr-dev libopenblas-dev libkissfft-dev zlib1g-dev
+          dataset-fashion-mnist sound-theme-freedesktop fretsonfire-songs-sectoid)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

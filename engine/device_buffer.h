@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/cuda_context.h"
 #include "kernels/check.h"
 
 namespace ds {
@@ -34,12 +35,19 @@ class DeviceBuffer {
   T* get() const { return ptr_; }
   size_t size() const { return count_; }
 
+  // Copies go through the context's stream (non-blocking, so not ordered with the legacy default
+  // stream a plain cudaMemcpy uses) and wait, so kernels enqueued afterwards see the data and the
+  // host buffer may be reused at once.
   void upload(const T* host, size_t count) {
-    DS_CUDA_CHECK(cudaMemcpy(ptr_, host, count * sizeof(T), cudaMemcpyHostToDevice));
+    CudaContext& ctx = CudaContext::get();
+    DS_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, count * sizeof(T), cudaMemcpyHostToDevice, ctx.stream()));
+    ctx.synchronize();
   }
   void upload(const std::vector<T>& host) { upload(host.data(), host.size()); }
   void download(T* host, size_t count) const {
-    DS_CUDA_CHECK(cudaMemcpy(host, ptr_, count * sizeof(T), cudaMemcpyDeviceToHost));
+    CudaContext& ctx = CudaContext::get();
+    DS_CUDA_CHECK(cudaMemcpyAsync(host, ptr_, count * sizeof(T), cudaMemcpyDeviceToHost, ctx.stream()));
+    ctx.synchronize();
   }
   std::vector<T> download() const {
     std::vector<T> host(count_);

@@ -36,7 +36,14 @@ Tensor Tensor::empty(const Shape& shape, Device device) {
   } else {
     CudaContext::get();  // fails clearly if there is no GPU
     float* p = nullptr;
-    DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), std::max<int64_t>(n, 1) * sizeof(float)));
+    const size_t bytes = std::max<int64_t>(n, 1) * sizeof(float);
+    const cudaError_t err = cudaMalloc(reinterpret_cast<void**>(&p), bytes);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      throw CudaError("out of GPU memory allocating " + std::to_string(bytes >> 20) + " MiB for a tensor of shape " +
+                      shape_str(shape) + " (try a smaller --batch, --ngf or --ndf)");
+    }
+    DS_CUDA_CHECK(err);
     t.owner_ = std::shared_ptr<float>(p, [](float* q) { cudaFree(q); });
     t.data_ = p;
   }

@@ -17,6 +17,7 @@
 #include "engine/png.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
+#include "engine/tensorboard.h"
 
 namespace fs = std::filesystem;
 
@@ -287,6 +288,7 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log) {
   FILE* log = std::fopen((dir / "log.jsonl").string().c_str(), "a");
   if (!log) throw std::runtime_error("cannot write " + (dir / "log.jsonl").string());
   std::unique_ptr<FILE, int (*)(FILE*)> log_guard(log, std::fclose);
+  TensorBoardWriter tb(cfg_.out_dir);
   // The first step has no checkpoint to fall back to; make one so a NaN never leaves nothing behind.
   if (m.last_good_step < 0 && cfg_.checkpoint_every > 0) write_checkpoint();
   StepStats stats;
@@ -312,6 +314,13 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log) {
                           {"images_per_second", stats.images_per_second}, {"elapsed_s", elapsed}};
       std::fprintf(log, "%s\n", j.dump().c_str());
       std::fflush(log);
+      tb.add_scalar("Loss_D", stats.loss_d, step_);
+      tb.add_scalar("Loss_G", stats.loss_g, step_);
+      tb.add_scalar("D(x)", stats.d_x, step_);
+      tb.add_scalar("D(G(z))/before_D_update", stats.d_g_z1, step_);
+      tb.add_scalar("D(G(z))/after_D_update", stats.d_g_z2, step_);
+      tb.add_scalar("images_per_second", static_cast<float>(stats.images_per_second), step_);
+      tb.flush();
       if (on_log) on_log(stats);
       if (!std::isfinite(stats.loss_d) || !std::isfinite(stats.loss_g))
         throw std::runtime_error(

@@ -1,0 +1,88 @@
+// The GPU mel path: slices of audio already on the device → mel images, as audio/mel_cpu.h's mel_image
+// computes them. Fused framing + window (kernels/spectral.cu) → batched R2C cuFFT → |X|² → mel
+// projection with cuBLAS → power_to_db per slice → [−1, 1] (→ antialiased resize for `seed`).
+// The argument sets of the two library calls are plain structs built by functions below, so the
+// emulated pipeline test (tests/test_emu_spectral.cpp) feeds the very same numbers to its CPU
+// stand-ins (kissfft, a column-major GEMM) that MelGpu hands to cuFFT and cuBLAS.
+// Shapes: device_audio: slice s at device_audio + s·signal_stride, p.slice_samples() samples each;
+// out_image n_slices × image_height × image_width (row 0 = lowest mel band, column 0 = first frame).
+#pragma once
+#include <cstdint>
+#include <map>
+
+#include <cublas_v2.h>
+#include <cufft.h>
+
+#include "audio/mel_params.h"
+#include "engine/device_buffer.h"
+
+namespace ds {
+
+// cufftPlanMany's advanced layout for the batched STFT: transform b reads its n reals at
+// frames[b·idist + x·istride] and writes its n/2 + 1 bins at spectrum[b·odist + x·ostride].
+struct StftFftLayout {
+  int n = 0;                     // n_fft
+  int istride = 1, idist = 0;    // in floats
+  int ostride = 1, odist = 0;    // in complex values
+  int batch = 0;                 // n_slices · frames
+};
+StftFftLayout stft_fft_layout(const MelParams& p, int64_t n_slices);
+
+// cublasSgemmStridedBatched arguments of the mel projection, one batch entry per slice:
+//   mel_s (n_mels × frames, row-major) = filterbank (n_mels × n_freqs, row-major) · power_sᵀ,
+//   power_s = the slice's frames × n_freqs rows of |X|² (row-major, as the R2C writes them).
+// cuBLAS is column-major: see mel_projection_gemm in mel_gpu.cpp for which operand is which.
+struct MelProjectionGemm {
+  cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
+  int m = 0, n = 0, k = 0;
+  int lda = 0, ldb = 0, ldc = 0;
+  long long stride_a = 0, stride_b = 0, stride_c = 0;  // elements between consecutive batch entries
+  int batch_count = 0;
+  // Operand A is the power spectrum, B the filterbank, C the mel power (documented in mel_gpu.cpp).
+};
+MelProjectionGemm mel_projection_gemm(const MelParams& p, int64_t n_slices);
+
+class MelGpu {
+ public:
+  // Builds the window, filterbank, buffers and the cuFFT plan for up to max_slices per call. Throws
+  // std::invalid_argument for parameters the GPU path does not implement (center=false).
+  MelGpu(const MelParams& p, int64_t max_slices);
+  ~MelGpu();
+  MelGpu(const MelGpu&) = delete;
+  MelGpu& operator=(const MelGpu&) = delete;
+
+  // Enqueues the whole pipeline on the context's stream (no host synchronisation). slice_ref_out:
+  // n_slices floats (device) receiving each slice's dB reference (a power), or null.
+  void compute(float* out_image, const float* device_audio, int64_t n_slices, int64_t signal_stride,
+               float* slice_ref_out = nullptr);
+
+  const MelParams& params() const { return p_; }
+  int64_t max_slices() const { return max_slices_; }
+  int64_t frames() const { return frames_; }
+
+ private:
+  cufftHandle plan_for(int64_t n_slices);
+
+  MelParams p_;
+  int64_t max_slices_ = 0;
+  int64_t frames_ = 0;  // STFT frames per slice
+  DeviceBuffer<float> window_;       // n_fft
+  DeviceBuffer<float> filterbank_;   // n_mels × n_freqs
+  DeviceBuffer<float> frame_rows_;   // max_slices·frames × n_fft
+  DeviceBuffer<float2> spectrum_;    // max_slices·frames × n_freqs
+  DeviceBuffer<float> power_;        // max_slices·frames × n_freqs
+  DeviceBuffer<float> mel_;          // max_slices × n_mels × frames (mel power, then dB, then [−1, 1])
+  DeviceBuffer<float> resize_tmp_;   // seed only: max_slices × image_height × frames
+  // One plan per batch size met (the full batch, and the last, shorter batch of a prepare run): a
+  // plan's batch is fixed when it is made.
+  std::map<int64_t, cufftHandle> plans_;
+};
+
+// Times MelGpu::compute on `audio_seconds` of audio already on the device (random noise, cut into
+// p.slice_samples() slices, all in one batch unless slices_per_batch > 0) with CUDA events, `repeats`
+// runs after one warm-up, and returns × realtime (audio seconds per second of GPU time). Throws
+// ds::CudaError without a GPU.
+double bench_mel_gpu(const MelParams& p, double audio_seconds = 3600.0, int repeats = 10,
+                     int64_t slices_per_batch = 0);
+
+}  // namespace ds

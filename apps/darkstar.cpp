@@ -5,6 +5,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "engine/checkpoint.h"
 #include "engine/cuda_context.h"
@@ -41,6 +42,26 @@ std::string format_duration(double seconds) {
   const long s = static_cast<long>(seconds + 0.5);
   std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
   return buf;
+}
+
+// On --resume, settings the user did not give on the command line come from the checkpoint, so
+// `train --data X --out RUN --steps N --resume` continues the same run.
+void inherit_from_checkpoint(const CLI::App& train, TrainConfig& tc) {
+  const std::string path = (fs::path(tc.out_dir) / "last.safetensors").string();
+  if (!fs::exists(path)) throw std::runtime_error("--resume: no checkpoint at " + path);
+  const SafeTensorsFile file = read_safetensors(path);
+  auto it = file.metadata.find(kMetaTrain);
+  if (it == file.metadata.end()) throw std::runtime_error(path + ": no training state metadata (not a last.safetensors)");
+  const nlohmann::json saved = nlohmann::json::parse(it->second);
+  auto given = [&](const char* flag) { return train.count(flag) > 0; };
+  if (!given("--nz")) tc.model.nz = saved.at("model").at("nz");
+  if (!given("--ngf")) tc.model.ngf = saved.at("model").at("ngf");
+  if (!given("--ndf")) tc.model.ndf = saved.at("model").at("ndf");
+  if (!given("--batch")) tc.batch = saved.at("batch");
+  if (!given("--lr")) tc.adam.lr = saved.at("lr");
+  if (!given("--beta1")) tc.adam.beta1 = saved.at("beta1");
+  if (!given("--beta2")) tc.adam.beta2 = saved.at("beta2");
+  if (!given("--seed")) tc.seed = saved.at("seed");
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -124,6 +145,7 @@ int main(int argc, char** argv) {
                   static_cast<long long>(r.count), channels, h, w, static_cast<long long>(r.skipped),
                   r.sidecar_path.c_str());
     } else if (*train) {
+      if (tc.resume) inherit_from_checkpoint(*train, tc);
       tc.device = pick_device(train_device);
       Trainer trainer(tc);
       std::printf("training on %s: %s, batch %lld, %lld steps, run folder %s\n", device_name(tc.device),

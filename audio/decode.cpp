@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -42,10 +43,16 @@ std::string format_name(SNDFILE* file, int format) {
 
 DecodedAudio decode_audio(const std::string& path) {
   SF_INFO info{};
-  SndfilePtr file(sf_open(path.c_str(), SFM_READ, &info));
-  // sf_strerror(nullptr) reports why the last sf_open failed (libsndfile keeps it per thread since
-  // 1.1; on older versions concurrent failed opens could swap reasons, never lose the failure).
-  if (!file) throw decode_error(path, sf_strerror(nullptr));
+  SndfilePtr file;
+  {
+    // libsndfile keeps the reason of a failed sf_open in one global (sf_errno in sndfile.c, read by
+    // sf_strerror(nullptr)); files are decoded on several threads, so opening and reading the reason
+    // happen under one lock, or two failures at once could report each other's reasons.
+    static std::mutex open_mutex;
+    std::lock_guard<std::mutex> lock(open_mutex);
+    file.reset(sf_open(path.c_str(), SFM_READ, &info));
+    if (!file) throw decode_error(path, sf_strerror(nullptr));
+  }
   if (info.channels <= 0) throw decode_error(path, "libsndfile reports " + std::to_string(info.channels) + " channels");
   if (info.samplerate <= 0 || info.samplerate > kMaxSampleRate)
     throw decode_error(path, "sample rate " + std::to_string(info.samplerate) + " Hz is outside (0, " +
@@ -55,10 +62,12 @@ DecodedAudio decode_audio(const std::string& path) {
   out.sample_rate = info.samplerate;
   out.channels = info.channels;
   out.format = format_name(file.get(), info.format);
-  out.header_frames = info.frames;
+  // libsndfile answers SF_COUNT_MAX when it cannot tell (e.g. an Ogg stream cut before its last page).
+  const bool frames_known = info.frames >= 0 && info.frames < SF_COUNT_MAX;
+  out.header_frames = frames_known ? info.frames : -1;
   // The header's count is only a hint (MP3 estimates it, a damaged file may claim more than it has):
-  // reserve at most ~25 min at 44.1 kHz up front and let the vector grow past that.
-  if (info.frames > 0) out.samples.reserve(static_cast<size_t>(std::min<sf_count_t>(info.frames, sf_count_t{1} << 26)));
+  // reserve at most ~6 min at 44.1 kHz up front and let the vector grow past that.
+  if (frames_known) out.samples.reserve(static_cast<size_t>(std::min<sf_count_t>(info.frames, sf_count_t{1} << 24)));
 
   // Blocks of interleaved frames, so a long many-channel file never exists interleaved in memory.
   constexpr sf_count_t kBlockFrames = 16384;
@@ -100,9 +109,10 @@ std::vector<float> resample(const std::vector<float>& in, double in_rate, double
   std::vector<float> out(out_len, 0.0f);
   if (out_len == 0) return out;
 
-  // SOXR_HQ (20-bit precision, ~120 dB stop band, 91% pass band, linear phase) is what librosa.load
-  // resamples with by default (res_type="soxr_hq"), so our datasets match librosa-made ones; its error
-  // is far below the 80 dB dynamic range (top_db) and the float16 storage of the mels.
+  // SOXR_HQ (20-bit precision, ~120 dB, linear phase: soxr.h) is what librosa >= 0.10 resamples with
+  // by default (res_type="soxr_hq"), so our datasets match librosa-made ones; its error is far below
+  // the 80 dB range (top_db) kept in the mels. VHQ (28-bit) would cost more and change nothing there.
+  // Note librosa fixes the length to ceil(n·out/in); we round (the two differ by at most one sample).
   // One thread: prepare decodes many files in parallel, one per core.
   const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
   const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);

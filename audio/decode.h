@@ -17,9 +17,11 @@ struct DecodedAudio {
   int channels = 0;            // the source's channel count before the downmix
   int64_t frames = 0;          // frames decoded == samples.size()
   std::string format;          // libsndfile's names, e.g. "OGG (OGG Container format), Vorbis"
-  // Frames the header announced; libsndfile decodes what it can of a damaged file, so fewer decoded
-  // frames than announced means a truncated or damaged file whose head was still usable.
+  // Frames the header announced, −1 if libsndfile could not tell (an Ogg stream cut before its last
+  // page). libsndfile decodes what it can of a damaged file, so header_frames == −1 or > frames means
+  // a truncated or damaged file whose head was still usable; see is_truncated().
   int64_t header_frames = 0;
+  bool is_truncated() const { return header_frames < 0 || header_frames > frames; }
   double seconds() const { return sample_rate > 0 ? static_cast<double>(frames) / sample_rate : 0.0; }
 };
 

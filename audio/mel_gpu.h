@@ -1,6 +1,6 @@
 // The GPU mel path: slices of audio already on the device → mel images, as audio/mel_cpu.h's mel_image
 // computes them. Fused framing + window (kernels/spectral.cu) → batched R2C cuFFT → |X|² → mel
-// projection with cuBLAS → power_to_db per slice → [−1, 1] (→ antialiased resize for `seed`).
+// projection with cuBLAS → power_to_db per slice (→ antialiased dB resize for `seed`) → [−1, 1].
 // The argument sets of the two library calls are plain structs built by functions below, so the
 // emulated pipeline test (tests/test_emu_spectral.cpp) feeds the very same numbers to its CPU
 // stand-ins (kissfft, a column-major GEMM) that MelGpu hands to cuFFT and cuBLAS.
@@ -72,7 +72,7 @@ class MelGpu {
   DeviceBuffer<float2> spectrum_;    // max_slices·frames × n_freqs
   DeviceBuffer<float> power_;        // max_slices·frames × n_freqs
   DeviceBuffer<float> mel_;          // max_slices × n_mels × frames (mel power, then dB, then [−1, 1])
-  DeviceBuffer<float> resize_tmp_;   // seed only: max_slices × image_height × frames
+  DeviceBuffer<double> resize_tmp_;  // seed only: max_slices × n_mels × image_width (after the width pass)
   // One plan per batch size met (the full batch, and the last, shorter batch of a prepare run): a
   // plan's batch is fixed when it is made.
   std::map<int64_t, cufftHandle> plans_;

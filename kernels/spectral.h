@@ -17,17 +17,17 @@
                     int64_t signal_stride, int n_fft, int hop, int n_frames, int pad_mode, cudaStream_t stream); \
   /* power[i] = re² + im² of spectrum[i].                                                                     */ \
   void power_spectrum(float* power, const float2* spectrum, int64_t count, cudaStream_t stream);                \
-  /* Per slice (one block each, deterministic): ref = fixed_ref if >= 0, else the slice's max;                \
-     out = max(10·log10(max(S, amin)) − 10·log10(max(ref, amin)), slice max of that − top_db);                 \
-     slice_ref_out[s] = ref (may be null). out may alias mel_power.                                           */ \
+  /* Per slice (one block each, deterministic), in double: ref = fixed_ref if >= 0, else the slice's max;    \
+     out = max(10·log10(max(S, amin)) − 10·log10(max(ref, amin)), slice max of that − top_db) (no clip when   \
+     top_db <= 0); slice_ref_out[s] = ref (may be null). out may alias mel_power.                            */ \
   void power_to_db(float* out, float* slice_ref_out, const float* mel_power, int64_t n_slices, int64_t per_slice, \
                    double amin, double top_db, double fixed_ref, cudaStream_t stream);                         \
-  /* out = db / top_db · 2 + 1 (audio/mel_params.h's map of [−top_db, 0] onto [−1, 1]); out may alias db.   */ \
+  /* out = db / top_db · 2 + 1 in double (audio/mel_params.h's map of [−top_db, 0] onto [−1, 1]); may alias. */ \
   void db_to_unit(float* out, const float* db, int64_t n, double top_db, cudaStream_t stream);                 \
   /* Separable antialiased (triangle, PIL/torch antialias=True style, half-pixel centres) resize of each       \
-     in_h×in_w image to out_h×out_w: rows first, then columns, as audio/mel_cpu.h's resize_image_antialiased. \
-     tmp holds n_images×out_h×in_w floats.                                                                    */ \
-  void resize_antialiased(float* out, float* tmp, const float* in, int64_t n_images, int in_h, int in_w,       \
+     in_h×in_w image to out_h×out_w: rows (width) first, then columns, in double, as audio/mel_cpu.h's        \
+     resize_image_antialiased. tmp holds n_images×in_h×out_w doubles (the width pass, kept in double).        */ \
+  void resize_antialiased(float* out, double* tmp, const float* in, int64_t n_images, int in_h, int in_w,       \
                           int out_h, int out_w, cudaStream_t stream);                                          \
   }
 DS_SPECTRAL_LAUNCHERS(kcuda)

@@ -218,3 +218,22 @@ TEST_CASE("e2e cli: bad input gives one clear line and a non-zero exit") {
                 &out) != 0);
   CHECK(out.find("last.safetensors") != std::string::npos);
 }
+
+TEST_CASE("e2e nan: a diverging run stops with a clear line and keeps the last good checkpoint") {
+  const fs::path dir = fresh_dir("e2e_nan");
+  const std::string data = write_blob_dataset(dir, 16);
+  std::string out;
+  // lr 1e30 throws the weights to ±1e30 at the first Adam step: activations overflow, losses go NaN.
+  CHECK(run_cli("train --data " + data + " --out " + (dir / "run").string() +
+                    " --batch 4 --steps 20 --nz 8 --ngf 4 --ndf 4 --device cpu --lr 1e30 --log-every 1"
+                    " --checkpoint-every 10",
+                &out) != 0);
+  CHECK(out.find("non-finite") != std::string::npos);
+  CHECK(out.find("last good checkpoint") != std::string::npos);
+  // The checkpoint written before the first step is intact and usable.
+  const SafeTensorsFile state = read_safetensors((dir / "run" / "last.safetensors").string());
+  CHECK(*reinterpret_cast<const int64_t*>(state.tensors.at("step").data.data()) == 0);
+  CHECK(run_cli("sample --checkpoint " + (dir / "run" / "last.safetensors").string() + " --n 2 --device cpu --out " +
+                    (dir / "two.npy").string(),
+                &out) == 0);
+}

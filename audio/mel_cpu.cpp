@@ -1,0 +1,358 @@
+// CPU reference of the mel spectrogram (see mel_cpu.h). Written to follow librosa line by line; the
+// comments name the librosa (0.11) source each step mirrors.
+#include "audio/mel_cpu.h"
+
+#include <kiss_fftr.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace ds {
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+// Slaney's constants, librosa core/convert.py hz_to_mel / mel_to_hz.
+constexpr double kSlaneyHzPerMel = 200.0 / 3;  // f_sp: linear region
+constexpr double kSlaneyMinLogHz = 1000.0;     // start of the log region
+constexpr double kSlaneyMinLogMel = kSlaneyMinLogHz / kSlaneyHzPerMel;
+const double kSlaneyLogStep = std::log(6.4) / 27.0;
+
+void check_stft_params(const MelParams& p, int64_t L) {
+  if (p.n_fft < 2 || p.n_fft % 2 != 0)
+    throw std::invalid_argument("--n-fft " + std::to_string(p.n_fft) + ": expected an even number >= 2");
+  if (p.hop < 1) throw std::invalid_argument("--hop " + std::to_string(p.hop) + ": expected >= 1");
+  if (p.win < 1 || p.win > p.n_fft)
+    throw std::invalid_argument("win " + std::to_string(p.win) + ": expected 1 .. n_fft");
+  if (p.pad_mode != "constant" && p.pad_mode != "reflect")
+    throw std::invalid_argument("pad_mode '" + p.pad_mode + "': expected 'constant' or 'reflect'");
+  if (L < 1 || (!p.center && L < p.n_fft))
+    throw std::invalid_argument("signal of " + std::to_string(L) + " samples: too short for n_fft " +
+                                std::to_string(p.n_fft));
+  if (p.center && p.pad_mode == "reflect" && L <= p.n_fft / 2)
+    throw std::invalid_argument("pad_mode 'reflect' needs more than n_fft/2 = " + std::to_string(p.n_fft / 2) +
+                                " samples, got " + std::to_string(L));
+}
+
+// The analysis window at full n_fft length: a periodic Hann of `win` samples centred in n_fft
+// (librosa.util.pad_center: left pad (n_fft − win) // 2).
+std::vector<double> stft_window(const MelParams& p) {
+  std::vector<double> window(static_cast<size_t>(p.n_fft), 0.0);
+  const std::vector<double> hann = hann_window_periodic_double(p.win);
+  const int left = (p.n_fft - p.win) / 2;
+  for (int n = 0; n < p.win; ++n) window[static_cast<size_t>(left + n)] = hann[static_cast<size_t>(n)];
+  return window;
+}
+
+// The signal as the STFT frames see it: with center, n_fft/2 samples of padding on each side, zeros
+// or numpy's 'reflect' (x[−j] = x[j], x[L−1+j] = x[L−1−j]: the edge sample is not repeated).
+template <class T>
+std::vector<T> padded_signal(const T* x, int64_t L, const MelParams& p) {
+  const int64_t pad = p.center ? p.n_fft / 2 : 0;
+  std::vector<T> out(static_cast<size_t>(L + 2 * pad), T(0));
+  std::copy(x, x + L, out.begin() + pad);
+  if (pad > 0 && p.pad_mode == "reflect") {
+    for (int64_t j = 1; j <= pad; ++j) {
+      out[static_cast<size_t>(pad - j)] = x[j];
+      out[static_cast<size_t>(pad + L - 1 + j)] = x[L - 1 - j];
+    }
+  }
+  return out;
+}
+
+// First and one-past-last non-zero column of each filterbank row, so projections skip the zeros.
+void nonzero_ranges(std::vector<int>& begin, std::vector<int>& end, const float* filterbank, int n_mels,
+                    int n_freqs) {
+  begin.assign(static_cast<size_t>(n_mels), 0);
+  end.assign(static_cast<size_t>(n_mels), 0);
+  for (int m = 0; m < n_mels; ++m) {
+    const float* row = filterbank + static_cast<int64_t>(m) * n_freqs;
+    int b = 0, e = n_freqs;
+    while (b < n_freqs && row[b] == 0.0f) ++b;
+    while (e > b && row[e - 1] == 0.0f) --e;
+    begin[static_cast<size_t>(m)] = b;
+    end[static_cast<size_t>(m)] = e;
+  }
+}
+
+template <class T>
+std::vector<T> mel_project_impl(const float* filterbank, const T* power, int64_t frames, const MelParams& p) {
+  const int n_mels = p.n_mels, n_freqs = p.n_freqs();
+  std::vector<int> begin, end;
+  nonzero_ranges(begin, end, filterbank, n_mels, n_freqs);
+  std::vector<T> mel(static_cast<size_t>(n_mels * frames));
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < frames; ++t) {
+    const T* spectrum = power + t * n_freqs;
+    for (int m = 0; m < n_mels; ++m) {
+      const float* row = filterbank + static_cast<int64_t>(m) * n_freqs;
+      double sum = 0.0;
+      for (int f = begin[static_cast<size_t>(m)]; f < end[static_cast<size_t>(m)]; ++f)
+        sum += static_cast<double>(row[f]) * static_cast<double>(spectrum[f]);
+      mel[static_cast<size_t>(m * frames + t)] = static_cast<T>(sum);
+    }
+  }
+  return mel;
+}
+
+template <class T>
+std::vector<float> power_to_db_impl(const T* mel_power, int64_t n, const MelParams& p, double* ref_used) {
+  // librosa core/spectrum.py power_to_db.
+  double ref = p.ref;
+  if (ref < 0) {
+    ref = 0.0;
+    for (int64_t i = 0; i < n; ++i) ref = std::max(ref, static_cast<double>(mel_power[i]));
+  }
+  if (ref_used) *ref_used = ref;
+  const double ref_db = 10.0 * std::log10(std::max(p.amin, ref));
+  std::vector<double> db(static_cast<size_t>(n));
+  double db_max = -HUGE_VAL;
+  for (int64_t i = 0; i < n; ++i) {
+    db[static_cast<size_t>(i)] = 10.0 * std::log10(std::max(p.amin, static_cast<double>(mel_power[i]))) - ref_db;
+    db_max = std::max(db_max, db[static_cast<size_t>(i)]);
+  }
+  const double floor_db = p.top_db > 0 ? db_max - p.top_db : -HUGE_VAL;
+  std::vector<float> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<float>(std::max(db[static_cast<size_t>(i)], floor_db));
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> hann_window_periodic_double(int n) {
+  std::vector<double> w(static_cast<size_t>(std::max(n, 0)));
+  for (int k = 0; k < n; ++k) w[static_cast<size_t>(k)] = 0.5 - 0.5 * std::cos(2.0 * kPi * k / n);
+  return w;
+}
+
+std::vector<float> hann_window_periodic(int n) {
+  const std::vector<double> w = hann_window_periodic_double(n);
+  return std::vector<float>(w.begin(), w.end());
+}
+
+double hz_to_mel(double hz, bool htk) {
+  if (htk) return 2595.0 * std::log10(1.0 + hz / 700.0);
+  if (hz >= kSlaneyMinLogHz) return kSlaneyMinLogMel + std::log(hz / kSlaneyMinLogHz) / kSlaneyLogStep;
+  return hz / kSlaneyHzPerMel;
+}
+
+double mel_to_hz(double mel, bool htk) {
+  if (htk) return 700.0 * (std::pow(10.0, mel / 2595.0) - 1.0);
+  if (mel >= kSlaneyMinLogMel) return kSlaneyMinLogHz * std::exp(kSlaneyLogStep * (mel - kSlaneyMinLogMel));
+  return kSlaneyHzPerMel * mel;
+}
+
+std::vector<float> mel_filterbank(const MelParams& p) {
+  if (p.mel_scale != "slaney" && p.mel_scale != "htk")
+    throw std::invalid_argument("mel_scale '" + p.mel_scale + "': expected 'slaney' or 'htk'");
+  if (p.mel_norm != "slaney" && p.mel_norm != "none")
+    throw std::invalid_argument("mel_norm '" + p.mel_norm + "': expected 'slaney' or 'none'");
+  const bool htk = p.mel_scale == "htk";
+  const int n_mels = p.n_mels, n_freqs = p.n_freqs();
+
+  // fft_frequencies = np.fft.rfftfreq(n_fft, 1/sr): k · (1 / (n_fft · (1/sr))).
+  std::vector<double> fft_hz(static_cast<size_t>(n_freqs));
+  const double bin_hz = 1.0 / (p.n_fft * (1.0 / p.sr));
+  for (int k = 0; k < n_freqs; ++k) fft_hz[static_cast<size_t>(k)] = k * bin_hz;
+
+  // mel_frequencies(n_mels + 2, fmin, fmax, htk): mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax))),
+  // numpy's linspace being start + i·step with the last point set to stop exactly.
+  const int n_points = n_mels + 2;
+  const double mel_lo = hz_to_mel(p.fmin, htk), mel_hi = hz_to_mel(p.fmax_hz(), htk);
+  const double step = (mel_hi - mel_lo) / (n_points - 1);
+  std::vector<double> band_hz(static_cast<size_t>(n_points));
+  for (int i = 0; i < n_points; ++i)
+    band_hz[static_cast<size_t>(i)] = mel_to_hz(i == n_points - 1 ? mel_hi : mel_lo + i * step, htk);
+
+  // filters.mel: fdiff = np.diff(mel_f); ramps = np.subtract.outer(mel_f, fftfreqs);
+  // weights[i] = max(0, min(−ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1])), stored as float32, then
+  // (slaney) weights *= 2 / (mel_f[i + 2] − mel_f[i]) computed in double and rounded to float32 again.
+  std::vector<float> weights(static_cast<size_t>(n_mels) * n_freqs);
+  for (int i = 0; i < n_mels; ++i) {
+    const double fdiff_lo = band_hz[static_cast<size_t>(i + 1)] - band_hz[static_cast<size_t>(i)];
+    const double fdiff_hi = band_hz[static_cast<size_t>(i + 2)] - band_hz[static_cast<size_t>(i + 1)];
+    const double enorm = 2.0 / (band_hz[static_cast<size_t>(i + 2)] - band_hz[static_cast<size_t>(i)]);
+    for (int k = 0; k < n_freqs; ++k) {
+      const double lower = -(band_hz[static_cast<size_t>(i)] - fft_hz[static_cast<size_t>(k)]) / fdiff_lo;
+      const double upper = (band_hz[static_cast<size_t>(i + 2)] - fft_hz[static_cast<size_t>(k)]) / fdiff_hi;
+      float w = static_cast<float>(std::max(0.0, std::min(lower, upper)));
+      if (p.mel_norm == "slaney") w = static_cast<float>(static_cast<double>(w) * enorm);
+      weights[static_cast<size_t>(i) * n_freqs + k] = w;
+    }
+  }
+  return weights;
+}
+
+std::vector<float> stft_power(const float* x, int64_t L, const MelParams& p) {
+  check_stft_params(p, L);
+  const int n_fft = p.n_fft, n_freqs = p.n_freqs();
+  const int64_t frames = p.stft_frames(L);
+  const std::vector<float> padded = padded_signal(x, L, p);
+  const std::vector<double> window_d = stft_window(p);
+  const std::vector<float> window(window_d.begin(), window_d.end());
+  std::vector<float> power(static_cast<size_t>(frames * n_freqs));
+#pragma omp parallel
+  {
+    // kiss_fftr keeps scratch inside its state, so every thread needs its own.
+    kiss_fftr_cfg cfg = kiss_fftr_alloc(n_fft, 0, nullptr, nullptr);
+    std::vector<float> frame(static_cast<size_t>(n_fft));
+    std::vector<kiss_fft_cpx> spectrum(static_cast<size_t>(n_freqs));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < frames; ++t) {
+      const float* src = padded.data() + t * p.hop;
+      for (int n = 0; n < n_fft; ++n) frame[static_cast<size_t>(n)] = window[static_cast<size_t>(n)] * src[n];
+      kiss_fftr(cfg, frame.data(), spectrum.data());
+      float* out = power.data() + t * n_freqs;
+      for (int k = 0; k < n_freqs; ++k)
+        out[k] = spectrum[static_cast<size_t>(k)].r * spectrum[static_cast<size_t>(k)].r +
+                 spectrum[static_cast<size_t>(k)].i * spectrum[static_cast<size_t>(k)].i;
+    }
+    kiss_fftr_free(cfg);
+  }
+  return power;
+}
+
+std::vector<double> stft_power(const double* x, int64_t L, const MelParams& p) {
+  check_stft_params(p, L);
+  const int n_fft = p.n_fft, n_freqs = p.n_freqs();
+  const int64_t frames = p.stft_frames(L);
+  const std::vector<double> padded = padded_signal(x, L, p);
+  const std::vector<double> window = stft_window(p);
+  // Exact twiddles: e^{−2πi·j/n_fft} for j = k·n mod n_fft, each computed once from its own angle.
+  std::vector<double> cos_table(static_cast<size_t>(n_fft)), sin_table(static_cast<size_t>(n_fft));
+  for (int j = 0; j < n_fft; ++j) {
+    cos_table[static_cast<size_t>(j)] = std::cos(2.0 * kPi * j / n_fft);
+    sin_table[static_cast<size_t>(j)] = std::sin(2.0 * kPi * j / n_fft);
+  }
+  std::vector<double> power(static_cast<size_t>(frames * n_freqs));
+#pragma omp parallel
+  {
+    std::vector<double> frame(static_cast<size_t>(n_fft));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < frames; ++t) {
+      const double* src = padded.data() + t * p.hop;
+      for (int n = 0; n < n_fft; ++n) frame[static_cast<size_t>(n)] = window[static_cast<size_t>(n)] * src[n];
+      for (int k = 0; k < n_freqs; ++k) {
+        double re = 0.0, im = 0.0;
+        int j = 0;
+        for (int n = 0; n < n_fft; ++n) {
+          re += frame[static_cast<size_t>(n)] * cos_table[static_cast<size_t>(j)];
+          im -= frame[static_cast<size_t>(n)] * sin_table[static_cast<size_t>(j)];
+          j += k;
+          if (j >= n_fft) j -= n_fft;
+        }
+        power[static_cast<size_t>(t * n_freqs + k)] = re * re + im * im;
+      }
+    }
+  }
+  return power;
+}
+
+std::vector<float> mel_project(const float* filterbank, const float* power, int64_t frames, const MelParams& p) {
+  return mel_project_impl(filterbank, power, frames, p);
+}
+std::vector<double> mel_project(const float* filterbank, const double* power, int64_t frames, const MelParams& p) {
+  return mel_project_impl(filterbank, power, frames, p);
+}
+
+std::vector<float> power_to_db(const double* mel_power, int64_t n, const MelParams& p, double* ref_used) {
+  return power_to_db_impl(mel_power, n, p, ref_used);
+}
+std::vector<float> power_to_db(const float* mel_power, int64_t n, const MelParams& p, double* ref_used) {
+  return power_to_db_impl(mel_power, n, p, ref_used);
+}
+
+std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, const float* filterbank) {
+  std::vector<float> own;
+  if (!filterbank) {
+    own = mel_filterbank(p);
+    filterbank = own.data();
+  }
+  const std::vector<float> power = stft_power(x, L, p);
+  return mel_project(filterbank, power.data(), p.stft_frames(L), p);
+}
+
+std::vector<float> mel_spectrogram_db(const float* x, int64_t L, const MelParams& p, double* ref_used,
+                                      const float* filterbank) {
+  const std::vector<float> mel = mel_power(x, L, p, filterbank);
+  return power_to_db(mel.data(), static_cast<int64_t>(mel.size()), p, ref_used);
+}
+
+ResizeTaps antialias_resize_taps(int in_size, int out_size) {
+  if (in_size < 1 || out_size < 1)
+    throw std::invalid_argument("resize " + std::to_string(in_size) + " -> " + std::to_string(out_size) +
+                                ": sizes must be >= 1");
+  // UpSampleKernel.cpp, _compute_indices_min_size_weights_aa with the bilinear filter (interp_size 2).
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double support = scale >= 1.0 ? scale : 1.0;
+  const double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
+  ResizeTaps r;
+  r.first.resize(static_cast<size_t>(out_size));
+  r.count.resize(static_cast<size_t>(out_size));
+  std::vector<std::vector<double>> rows(static_cast<size_t>(out_size));
+  for (int i = 0; i < out_size; ++i) {
+    const double center = scale * (i + 0.5);
+    const int xmin = std::max(static_cast<int>(center - support + 0.5), 0);  // truncation, as the cast there
+    const int xsize = std::min(static_cast<int>(center + support + 0.5), in_size) - xmin;
+    std::vector<double>& w = rows[static_cast<size_t>(i)];
+    double total = 0.0;
+    for (int j = 0; j < xsize; ++j) {
+      const double d = std::abs((j + xmin - center + 0.5) * invscale);
+      w.push_back(d < 1.0 ? 1.0 - d : 0.0);
+      total += w.back();
+    }
+    if (total != 0.0)
+      for (double& v : w) v /= total;
+    r.first[static_cast<size_t>(i)] = xmin;
+    r.count[static_cast<size_t>(i)] = xsize;
+    r.taps = std::max(r.taps, xsize);
+  }
+  r.weights.assign(static_cast<size_t>(out_size) * r.taps, 0.0);
+  for (int i = 0; i < out_size; ++i)
+    std::copy(rows[static_cast<size_t>(i)].begin(), rows[static_cast<size_t>(i)].end(),
+              r.weights.begin() + static_cast<int64_t>(i) * r.taps);
+  return r;
+}
+
+void resize_image_antialiased(float* out, const float* in, int in_h, int in_w, int out_h, int out_w) {
+  const ResizeTaps along_w = antialias_resize_taps(in_w, out_w);
+  const ResizeTaps along_h = antialias_resize_taps(in_h, out_h);
+  std::vector<double> rows_done(static_cast<size_t>(in_h) * out_w);  // in_h × out_w
+  for (int y = 0; y < in_h; ++y)
+    for (int x = 0; x < out_w; ++x) {
+      double sum = 0.0;
+      for (int j = 0; j < along_w.count[static_cast<size_t>(x)]; ++j)
+        sum += along_w.weights[static_cast<size_t>(x) * along_w.taps + j] *
+               in[static_cast<int64_t>(y) * in_w + along_w.first[static_cast<size_t>(x)] + j];
+      rows_done[static_cast<size_t>(y) * out_w + x] = sum;
+    }
+  for (int y = 0; y < out_h; ++y)
+    for (int x = 0; x < out_w; ++x) {
+      double sum = 0.0;
+      for (int j = 0; j < along_h.count[static_cast<size_t>(y)]; ++j)
+        sum += along_h.weights[static_cast<size_t>(y) * along_h.taps + j] *
+               rows_done[static_cast<size_t>(along_h.first[static_cast<size_t>(y)] + j) * out_w + x];
+      out[static_cast<int64_t>(y) * out_w + x] = static_cast<float>(sum);
+    }
+}
+
+std::vector<float> mel_image(const float* x, int64_t L, const MelParams& p, double* ref_used,
+                             const float* filterbank) {
+  const int64_t frames = p.stft_frames(L);
+  if (!p.resize_h && frames != p.frames)
+    throw std::invalid_argument("a slice of " + std::to_string(L) + " samples gives " + std::to_string(frames) +
+                                " STFT frames, the layout expects --frames " + std::to_string(p.frames));
+  std::vector<float> db = mel_spectrogram_db(x, L, p, ref_used, filterbank);
+  if (p.resize_h) {
+    std::vector<float> resized(static_cast<size_t>(p.resize_h) * p.resize_w);
+    resize_image_antialiased(resized.data(), db.data(), p.n_mels, static_cast<int>(frames), p.resize_h, p.resize_w);
+    db.swap(resized);
+  }
+  for (float& v : db) v = static_cast<float>(db_to_unit(v, p.top_db));
+  return db;
+}
+
+}  // namespace ds

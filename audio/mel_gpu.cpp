@@ -1,0 +1,197 @@
+// The GPU mel path (see mel_gpu.h): the cuFFT plan and the cuBLAS call in a few thin, cited lines;
+// every other step is a kernel of kernels/spectral.cu, emulated on the CPU in tests/test_emu_spectral.cpp.
+#include "audio/mel_gpu.h"
+
+#include <algorithm>
+#include <climits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "audio/cufft_check.h"
+#include "audio/mel_cpu.h"
+#include "engine/cuda_context.h"
+#include "kernels/spectral.h"
+
+namespace ds {
+
+StftFftLayout stft_fft_layout(const MelParams& p, int64_t n_slices) {
+  const int64_t batch = n_slices * p.stft_frames(p.slice_samples());
+  if (batch > INT_MAX || batch * p.n_fft > INT_MAX)
+    throw std::invalid_argument("mel on the GPU: " + std::to_string(n_slices) +
+                                " slices per batch exceed cuFFT's 32-bit plan sizes; use smaller batches");
+  StftFftLayout l;
+  l.n = p.n_fft;
+  // Frame rows are contiguous and back to back (frame_window writes them so): stride 1, distance n_fft
+  // reals. The R2C keeps the n/2 + 1 non-redundant bins of each, back to back: distance n_freqs complex.
+  l.istride = 1;
+  l.idist = p.n_fft;
+  l.ostride = 1;
+  l.odist = p.n_freqs();
+  l.batch = static_cast<int>(batch);
+  return l;
+}
+
+// cuBLAS is column-major (cuBLAS docs, "Data Layout": "column-major storage ... 1-based indexing"), and
+// a row-major r×c matrix is, read column-major, its c×r transpose. The standard trick for a row-major
+// product (P. Wittek, peterwittek.com/2013/06/cublas-matrix-c-style/; NVIDIA's
+// matrixMulCUBLAS sample): to get row-major C = X·Y ask cuBLAS for Cᵀ = Yᵀ·Xᵀ, whose operands are
+// the buffers as they lie. Here, per slice:
+//   want  mel (n_mels × frames, row-major)             = F · Pᵀ
+//   cuBLAS sees mel's buffer as melᵀ (frames × n_mels), = P · Fᵀ
+//   A = the power buffer, which cuBLAS reads as Pᵀ (n_freqs × frames, lda = n_freqs): transa = T gives P
+//   B = the filterbank buffer, which it reads as Fᵀ (n_freqs × n_mels, ldb = n_freqs): transb = N
+//   C = the mel buffer as melᵀ: m = frames, n = n_mels, k = n_freqs, ldc = frames.
+// Batch entries: consecutive slices (stride frames·n_freqs in A, n_mels·frames in C), one shared
+// filterbank (stride 0 in B).
+MelProjectionGemm mel_projection_gemm(const MelParams& p, int64_t n_slices) {
+  const int64_t frames = p.stft_frames(p.slice_samples());
+  MelProjectionGemm g;
+  g.transa = CUBLAS_OP_T;
+  g.transb = CUBLAS_OP_N;
+  g.m = static_cast<int>(frames);
+  g.n = p.n_mels;
+  g.k = p.n_freqs();
+  g.lda = p.n_freqs();
+  g.ldb = p.n_freqs();
+  g.ldc = static_cast<int>(frames);
+  g.stride_a = static_cast<long long>(frames) * p.n_freqs();
+  g.stride_b = 0;
+  g.stride_c = static_cast<long long>(p.n_mels) * frames;
+  g.batch_count = static_cast<int>(n_slices);
+  return g;
+}
+
+MelGpu::MelGpu(const MelParams& p, int64_t max_slices) : p_(p), max_slices_(max_slices) {
+  if (!p.center) throw std::invalid_argument("mel on the GPU: only center=True is implemented");
+  if (p.win != p.n_fft) throw std::invalid_argument("mel on the GPU: --win must equal --n-fft (as mel_cpu)");
+  if (p.pad_mode != "constant" && p.pad_mode != "reflect")
+    throw std::invalid_argument("--pad-mode " + p.pad_mode + ": expected 'constant' or 'reflect'");
+  if (max_slices <= 0) throw std::invalid_argument("MelGpu: max_slices must be positive");
+  frames_ = p.stft_frames(p.slice_samples());
+  if (!p.resize_w && frames_ != p.frames)
+    throw std::invalid_argument("mel on the GPU: " + std::to_string(frames_) + " STFT frames but --frames " +
+                                std::to_string(p.frames) + " and no resize");
+  stft_fft_layout(p, max_slices);  // refuses sizes cuFFT's int plan cannot take, before any allocation
+
+  const int64_t rows = max_slices * frames_;
+  window_ = DeviceBuffer<float>::from_host(hann_window_periodic(p.n_fft));
+  filterbank_ = DeviceBuffer<float>::from_host(mel_filterbank(p));
+  frame_rows_ = DeviceBuffer<float>(static_cast<size_t>(rows * p.n_fft));
+  spectrum_ = DeviceBuffer<float2>(static_cast<size_t>(rows * p.n_freqs()));
+  power_ = DeviceBuffer<float>(static_cast<size_t>(rows * p.n_freqs()));
+  mel_ = DeviceBuffer<float>(static_cast<size_t>(max_slices * p.n_mels * frames_));
+  if (p.resize_w) resize_tmp_ = DeviceBuffer<double>(static_cast<size_t>(max_slices * p.n_mels * p.image_width()));
+  plan_for(max_slices);
+}
+
+MelGpu::~MelGpu() {
+  for (auto& entry : plans_) cufftDestroy(entry.second);  // never throws from a destructor
+}
+
+cufftHandle MelGpu::plan_for(int64_t n_slices) {
+  auto found = plans_.find(n_slices);
+  if (found != plans_.end()) return found->second;
+  const StftFftLayout l = stft_fft_layout(p_, n_slices);
+  int n[1] = {l.n};
+  // cuFFT API reference, "Advanced Data Layout" and cufftPlanMany (docs.nvidia.com/cuda/cufft): for
+  // rank 1, transform b reads input[b·idist + x·istride] and writes output[b·odist + x·ostride];
+  // inembed/onembed give the storage sizes (a null one would switch the plan to the basic layout and
+  // ignore the strides and distances, so they are passed explicitly; for rank 1 only their presence
+  // matters). idist/istride count reals (cufftReal) and odist/ostride complex values (cufftComplex) for
+  // an R2C. The plan allocates its own work area (automatic allocation is cuFFT's default).
+  int inembed[1] = {l.n};
+  int onembed[1] = {l.n / 2 + 1};
+  cufftHandle plan = 0;
+  DS_CUFFT_CHECK(cufftPlanMany(&plan, 1, n, inembed, l.istride, l.idist, onembed, l.ostride, l.odist, CUFFT_R2C,
+                               l.batch));
+  // cufftSetStream: the plan's kernels (and its later executions) go on this stream (cuFFT API
+  // reference, cufftSetStream).
+  cufftResult set = cufftSetStream(plan, CudaContext::get().stream());
+  if (set != CUFFT_SUCCESS) {
+    cufftDestroy(plan);
+    check_cufft(set, "cufftSetStream(plan, stream)", __FILE__, __LINE__);
+  }
+  plans_[n_slices] = plan;
+  return plan;
+}
+
+void MelGpu::compute(float* out_image, const float* device_audio, int64_t n_slices, int64_t signal_stride,
+                     float* slice_ref_out) {
+  if (n_slices <= 0) return;
+  if (n_slices > max_slices_)
+    throw std::invalid_argument("MelGpu::compute: " + std::to_string(n_slices) + " slices, built for at most " +
+                                std::to_string(max_slices_));
+  CudaContext& ctx = CudaContext::get();
+  const cudaStream_t stream = ctx.stream();
+  const int64_t L = p_.slice_samples();
+  const int64_t rows = n_slices * frames_;
+
+  kcuda::frame_window(frame_rows_.get(), device_audio, window_.get(), n_slices, L, signal_stride, p_.n_fft, p_.hop,
+                      static_cast<int>(frames_), p_.pad_mode == "reflect" ? 1 : 0, stream);
+  // cufftExecR2C(plan, idata, odata): forward (sign −1), unnormalised, as numpy.fft.rfft (cuFFT API
+  // reference, cufftExecR2C; "cuFFT performs un-normalized FFTs"). Out of place: the frames stay intact.
+  DS_CUFFT_CHECK(cufftExecR2C(plan_for(n_slices), frame_rows_.get(), reinterpret_cast<cufftComplex*>(spectrum_.get())));
+  kcuda::power_spectrum(power_.get(), spectrum_.get(), rows * p_.n_freqs(), stream);
+
+  const MelProjectionGemm g = mel_projection_gemm(p_, n_slices);
+  const float one = 1.0f, zero = 0.0f;
+  // cublasSgemmStridedBatched (cuBLAS docs): C_i = α·op(A_i)·op(B_i) + β·C_i with A_i = A + i·strideA
+  // etc.; operand roles explained at mel_projection_gemm. The handle is on the context's stream.
+  DS_CUBLAS_CHECK(cublasSgemmStridedBatched(ctx.cublas(), g.transa, g.transb, g.m, g.n, g.k, &one, power_.get(),
+                                            g.lda, g.stride_a, filterbank_.get(), g.ldb, g.stride_b, &zero,
+                                            mel_.get(), g.ldc, g.stride_c, g.batch_count));
+
+  const int64_t per_slice = static_cast<int64_t>(p_.n_mels) * frames_;
+  kcuda::power_to_db(mel_.get(), slice_ref_out, mel_.get(), n_slices, per_slice, p_.amin, p_.top_db, p_.ref, stream);
+  // As mel_image: the `seed` layout is resized in the dB domain, then mapped onto [−1, 1].
+  const float* db = mel_.get();
+  int64_t image_values = n_slices * per_slice;
+  if (p_.resize_w) {
+    kcuda::resize_antialiased(out_image, resize_tmp_.get(), mel_.get(), n_slices, p_.n_mels,
+                              static_cast<int>(frames_), p_.image_height(), p_.image_width(), stream);
+    db = out_image;
+    image_values = n_slices * p_.image_height() * p_.image_width();
+  }
+  kcuda::db_to_unit(out_image, db, image_values, p_.top_db, stream);
+}
+
+double bench_mel_gpu(const MelParams& p, double audio_seconds, int repeats, int64_t slices_per_batch) {
+  const int64_t L = p.slice_samples();
+  const int64_t n_slices = std::max<int64_t>(1, static_cast<int64_t>(audio_seconds * p.sr / L));
+  const int64_t batch = slices_per_batch > 0 ? std::min(slices_per_batch, n_slices) : n_slices;
+  std::vector<float> host(static_cast<size_t>(n_slices * L));
+  std::mt19937 rng(1234);
+  std::uniform_real_distribution<float> noise(-0.5f, 0.5f);
+  for (float& x : host) x = noise(rng);
+  DeviceBuffer<float> audio = DeviceBuffer<float>::from_host(host);
+  DeviceBuffer<float> images(static_cast<size_t>(n_slices * p.image_height() * p.image_width()));
+  DeviceBuffer<float> refs(static_cast<size_t>(n_slices));
+  MelGpu mel(p, batch);
+  const int64_t image_size = static_cast<int64_t>(p.image_height()) * p.image_width();
+  auto run_all = [&] {
+    for (int64_t s = 0; s < n_slices; s += batch) {
+      const int64_t count = std::min(batch, n_slices - s);
+      mel.compute(images.get() + s * image_size, audio.get() + s * L, count, L, refs.get() + s);
+    }
+  };
+  CudaContext& ctx = CudaContext::get();
+  run_all();  // warm-up: the shorter tail plan, lazy library initialisation
+  ctx.synchronize();
+  cudaEvent_t start = nullptr, stop = nullptr;
+  DS_CUDA_CHECK(cudaEventCreate(&start));
+  DS_CUDA_CHECK(cudaEventCreate(&stop));
+  DS_CUDA_CHECK(cudaEventRecord(start, ctx.stream()));
+  for (int r = 0; r < repeats; ++r) run_all();
+  DS_CUDA_CHECK(cudaEventRecord(stop, ctx.stream()));
+  DS_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  DS_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  const double seconds_per_run = ms / 1000.0 / std::max(1, repeats);
+  return static_cast<double>(n_slices * L) / p.sr / seconds_per_run;
+}
+
+}  // namespace ds

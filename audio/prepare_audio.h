@@ -1,0 +1,108 @@
+// `prepare-audio` as a library call: a folder (or file) of audio → a float16 N×1×H×W mel dataset
+// (X.npy) plus its X.json sidecar, with the parameter checks that refuse bad flags before any work,
+// and the sidecar's reading back (what `listen` needs to invert a slice).
+//
+// Sidecar keys (all written by prepare_audio, read by parse_mel_sidecar):
+//   kind "mel", dtype "float16", layout "NCHW", count, channels (1), height, width,
+//   sr, slice_seconds, slice_samples, slice_hop (seconds), slice_hop_samples, pad_tail, min_rms_db (null: off),
+//   n_fft, hop, win, window "hann" (periodic), center, pad_mode, power 2, n_mels, fmin, fmax, mel_scale,
+//   mel_norm, amin, top_db, ref ("max": each slice's own maximum, else the fixed power), frames (STFT
+//   frames per slice), resize (null, or {height, width, domain "dB", filter}),
+//   db "10*log10(max(S, amin)) - ref_db, clipped below at its max - top_db",
+//   normalisation "x = db/top_db*2+1" (the inverse: db = (x-1)*top_db/2),
+//   preset, source, audio_seconds, files [paths], slices [{file: index into files, start: seconds,
+//   ref_db: 10*log10(max(ref, amin))}], skipped [{file, reason}], dropped_silent.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "audio/mel_params.h"
+#include "engine/tensor.h"
+
+namespace ds {
+
+// Refuses parameters that cannot make a 4·2^k × 4·2^k image or make no sense, naming the flag the user
+// typed (--sr --slice-seconds --n-mels --n-fft --hop --frames --fmin --fmax --htk --mel-norm --pad-mode
+// --top-db --ref --preset). Throws std::invalid_argument with one line: "<flag> <value>: <what was
+// expected>".
+void validate_mel_params(const MelParams& p);
+
+// What a user may override on the command line; unset fields keep the preset's value.
+struct MelOverrides {
+  std::optional<int> sr, n_mels, n_fft, hop, frames;
+  std::optional<double> slice_seconds, fmin, fmax, top_db, ref;
+  std::optional<bool> htk;
+  std::optional<std::string> mel_norm, pad_mode;
+};
+
+// The preset ("default" or "seed") with the overrides applied, then validate_mel_params. Rules that
+// keep the layout consistent: --n-fft sets win too; in the default layout --frames without --hop sets
+// hop = floor(L / (frames − 1)) (and a changed --sr/--slice-seconds recomputes it), --hop without
+// --frames sets frames to the STFT frame count; the seed layout takes --hop but not --frames (its width
+// is the resize). Throws std::invalid_argument naming the flag.
+MelParams build_mel_params(const std::string& preset, const MelOverrides& overrides);
+
+struct PrepareAudioOptions {
+  MelParams mel;                     // after build_mel_params (or any validated set)
+  std::string preset = "default";    // recorded in the sidecar only
+  double slice_hop_seconds = 0.0;    // <= 0: the slice length (no overlap)
+  bool pad_tail = false;             // keep the last partial slice of each file, zero-padded
+  double min_rms_db = std::numeric_limits<double>::quiet_NaN();  // NaN: keep silent slices too
+  Device device = Device::CPU;       // CUDA: MelGpu (cuFFT); CPU: the reference of audio/mel_cpu.h
+  bool progress = true;              // a \r-updated progress line on stderr
+  int decode_threads = 0;            // 0: std::thread::hardware_concurrency()
+  int64_t slices_per_batch = 0;      // mel batch; 0: ~64 MB of audio (at least 1)
+};
+
+struct SkippedAudioFile {
+  std::string file, reason;
+};
+
+struct PrepareAudioResult {
+  int64_t count = 0;            // slices written
+  int64_t files_used = 0;       // files that gave at least one slice
+  int64_t files_total = 0;      // files found
+  std::vector<SkippedAudioFile> skipped;
+  int64_t dropped_silent = 0;   // slices below min_rms_db
+  double audio_seconds = 0;     // decoded audio of the used and the too-short files, at --sr
+  double wall_seconds = 0;
+  int height = 0, width = 0;
+  std::string npy_path, sidecar_path;
+};
+
+// Decodes every file under input (audio/decode.h's find_audio_files; the output files themselves are
+// left out) on worker threads while the calling thread turns the previous batch into mel images, and
+// writes out_npy (float16 N×1×H×W, values in [−1, 1]) and its sidecar atomically, creating the folder.
+// Unreadable files and files shorter than one slice are skipped with one stderr line each (file +
+// reason) and listed in the result and the sidecar. Throws std::invalid_argument (bad options, before
+// any work, naming the flag: also --slice-hop and --min-rms-db) or std::runtime_error (missing input,
+// nothing usable: the message says how many files were skipped and why).
+PrepareAudioResult prepare_audio(const std::string& input_dir_or_file, const std::string& out_npy,
+                                 const PrepareAudioOptions& options);
+
+// The sidecar read back.
+struct MelSliceInfo {
+  int64_t file = -1;       // index into files
+  double start_seconds = 0;
+  double ref_db = 0;       // 10·log10(max(ref, amin)): add to the image's dB to get absolute dB
+};
+struct MelDatasetInfo {
+  MelParams mel;
+  int64_t count = 0, height = 0, width = 0;
+  std::vector<std::string> files;
+  std::vector<MelSliceInfo> slices;
+  // The median slice ref_db (0 dB when there are no slices): the level of generated audio.
+  double median_ref_db() const;
+};
+
+// Parses a sidecar's text; `where` names its origin in errors. Throws std::runtime_error when the text
+// is not JSON, is not a mel sidecar (kind != "mel"), or lacks a key needed to invert (named).
+MelDatasetInfo parse_mel_sidecar(const std::string& json_text, const std::string& where);
+// True when the text is a JSON object with kind "mel".
+bool is_mel_sidecar(const std::string& json_text);
+
+}  // namespace ds

@@ -2,6 +2,7 @@
 // (absolute times on a shared CPU are noisy; the ratios are what to compare).
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -9,6 +10,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "audio/decode.h"
+#include "audio/mel_cpu.h"
+#include "audio/mel_gpu.h"
 #include "engine/conv_cpu_fast.h"
 #include "engine/cpu/conv.h"
 #include "engine/cuda_context.h"
@@ -71,6 +75,22 @@ void bench_conv_cpu(int reps) {
               fast * 1e3, flops / fast * 1e-9, ref * 1e3, ref / fast);
 }
 
+// CPU mel of 10 s slices of real music (a Debian package's Ogg), ×realtime; the same audio as
+// bench/side_by_side.py feeds torchaudio.
+void bench_mel_cpu(const std::string& path, int reps) {
+  DecodedAudio audio = decode_audio(path);
+  const MelParams p = mel_preset("default");
+  const std::vector<float> x = resample(audio.samples, audio.sample_rate, p.sr);
+  const int64_t L = p.slice_samples(), n = static_cast<int64_t>(x.size()) / L;
+  const std::vector<float> fb = mel_filterbank(p);
+  double ref = 0;
+  const double s = time_median(reps, [&] {
+    for (int64_t i = 0; i < n; ++i) mel_image(x.data() + i * L, L, p, &ref, fb.data());
+  });
+  std::printf("mel cpu    default layout, %lld slices of 10 s: %.1f ms/slice, %.0fx realtime\n", (long long)n,
+              s / n * 1e3, n * p.slice_seconds / s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,12 +103,16 @@ int main(int argc, char** argv) {
   const CudaProbe& probe = probe_cuda();
   std::printf("darkstar-bench on %s\n", probe.available ? probe.device_name.c_str() : ("CPU only (" + probe.reason + ")").c_str());
   bench_conv_cpu(reps);
+  const std::string song = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
+  if (std::filesystem::exists(song)) bench_mel_cpu(song, reps);
   bench_gan_step(Device::CPU, 32, 16, 64, reps);
   if (!quick) bench_gan_step(Device::CPU, 64, 64, 64, std::max(1, reps / 2));
   if (probe.available) {
     bench_gan_step(Device::CUDA, 32, 16, 64, reps * 4);
     bench_gan_step(Device::CUDA, 64, 64, 128, reps * 4);
     bench_gan_step(Device::CUDA, 128, 64, 64, reps * 4);
+    std::printf("mel gpu    default layout, one hour of audio on the device: %.0fx realtime\n",
+                bench_mel_gpu(mel_preset("default"), 3600.0, 10));
   }
   return 0;
 }

@@ -18,6 +18,8 @@
 #   <case>_mel_power              librosa.feature.melspectrogram, [n_mels, frames]
 #   <case>_mel_db                 librosa.power_to_db(ref=np.max, amin=1e-10, top_db=T), [n_mels, frames]
 #   <case>_ref                    float64 [1], the ref the dB used (max of the mel power)
+#   resize_<name>_in/_out         an image and PyTorch's antialiased bilinear resize of it (the `seed`
+#                                 layout's dB-domain resize), names in RESIZES
 # Cases: default (hop 431, the default preset's; dB with T = 80), seed (hop 512; dB with T = 40 so the
 # top_db clip is exercised: the clip spans only ~65 dB), htk_none (hop 431, htk, no norm; power only),
 # reflect (hop 431, pad_mode='reflect'; power only).
@@ -29,7 +31,9 @@
 # the C++ float path's tolerances.
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import librosa
 import numpy as np
@@ -89,6 +93,28 @@ def to_db(power, top_db):
     return librosa.power_to_db(power, ref=np.max, amin=1e-10, top_db=top_db)
 
 
+# The antialiased resize of the `seed` layout, by PyTorch (Debian's /usr/bin/python3 has torch; this venv
+# need not): F.interpolate(mode='bilinear', antialias=True, align_corners=False) in float64.
+RESIZES = {"shrink": ((9, 40), (5, 12)), "seedlike": ((16, 61), (16, 18)), "grow": ((6, 7), (11, 13))}
+TORCH_RESIZE = """
+import sys, numpy as np, torch
+x = torch.from_numpy(np.load(sys.argv[1]))[None, None]
+y = torch.nn.functional.interpolate(x, size=(int(sys.argv[3]), int(sys.argv[4])), mode="bilinear",
+                                    antialias=True, align_corners=False)
+np.save(sys.argv[2], y[0, 0].numpy())
+print(torch.__version__)
+"""
+
+
+def torch_resize(image, out_h, out_w):
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.npy"), os.path.join(tmp, "out.npy")
+        np.save(src, image.astype(np.float64))
+        version = subprocess.run(["/usr/bin/python3", "-c", TORCH_RESIZE, src, dst, str(out_h), str(out_w)],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        return np.load(dst), version
+
+
 def main():
     x32 = load_clip()
     x64 = x32.astype(np.float64)
@@ -114,6 +140,13 @@ def main():
             dev["db_fraction_at_min"] = float((d64 == d64.min()).mean())
             dev["unclipped_db_min"] = float(to_db(p64, None).min())
         deviations[name] = dev
+    rng = np.random.default_rng(3)
+    torch_version = None
+    for name, ((in_h, in_w), (out_h, out_w)) in RESIZES.items():
+        image = rng.uniform(-80.0, 0.0, size=(in_h, in_w)).astype(np.float32).astype(np.float64)
+        resized, torch_version = torch_resize(image, out_h, out_w)
+        tensors[f"resize_{name}_in"] = image.astype(np.float32)
+        tensors[f"resize_{name}_out"] = resized.astype(np.float32)  # torch ran on the float32-exact values
     metadata = {
         "oracle": "librosa",
         "librosa_version": librosa.__version__,
@@ -126,6 +159,9 @@ def main():
         "filterbanks": json.dumps(FILTERBANKS),
         "db": "power_to_db ref=np.max amin=1e-10 top_db=cases[name].top_db",
         "float32_path_deviation": json.dumps(deviations),
+        "resize_oracle": f"torch {torch_version} F.interpolate(bilinear, antialias=True, align_corners=False), "
+                         "float64, via /usr/bin/python3",
+        "resizes": json.dumps(RESIZES),
     }
     path = os.path.join(HERE, "fixtures", "mel_librosa.safetensors")
     write_safetensors(path, tensors, metadata)

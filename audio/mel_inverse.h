@@ -7,9 +7,10 @@
 
 namespace ds {
 
-// Why not librosa's solver: librosa.feature.inverse.mel_to_stft calls librosa.util.nnls, which starts
-// from the clipped least-squares (minimum-norm, i.e. pseudo-inverse) solution and runs scipy's
-// L-BFGS-B with bounds s ≥ 0 on ½||M S − P||² until its tolerances are met. L-BFGS-B's
+// Why not librosa's solver: librosa.feature.inverse.mel_to_stft calls librosa.util.nnls
+// (librosa/util/_nnls.py), which starts from the clipped minimum-norm least-squares solution
+// (pinv(M)·P or lstsq, clipped at 0) and runs scipy.optimize.fmin_l_bfgs_b with bounds s ≥ 0 on
+// ½||M S − P||² until scipy's tolerances are met. L-BFGS-B's
 // data-dependent line searches and stopping rule do not map onto a GPU batch of frames; projected
 // gradient with Nesterov momentum (Beck & Teboulle 2009, FISTA) minimises the same bounded objective
 // from the same start with one fixed step (1/λ_max(M Mᵀ)), a fixed iteration count and elementwise

@@ -88,7 +88,8 @@ MelParams small_params(int n_fft, int hop) {
 TEST_CASE("unit griffin-lim stft matches a double-precision DFT on real music") {
   const std::vector<float> x = music_excerpt(40.0, 0.25, 22050);
   for (const char* pad_mode : {"constant", "reflect"}) {
-    CAPTURE(pad_mode);
+    const std::string pad_name = pad_mode;
+    CAPTURE(pad_name);
     MelParams p = small_params(1024, 256);
     p.pad_mode = pad_mode;
     const int64_t L = x.size(), frames = p.stft_frames(L);
@@ -115,7 +116,7 @@ TEST_CASE("unit griffin-lim stft matches a double-precision DFT on real music") 
       }
       worst = std::max(worst, frame_err / frame_peak);
     }
-    MESSAGE("stft vs double DFT (", pad_mode, "): max error / frame peak = ", worst);
+    MESSAGE("stft vs double DFT (", pad_name, "): max error / frame peak = ", worst);
     // A float32 FFT's error is ~ε·log2(N)·(frame energy): 6e-8 · 10 ≈ 6e-7 of the peak; 1e-5 leaves room
     // for the window's rounding and the accumulation order, and is far below any wrong bin or sign.
     CHECK(worst < 1e-5);
@@ -130,7 +131,8 @@ TEST_CASE("unit griffin-lim istft(stft(x)) reconstructs real music to float prec
   struct Case { const char* name; int n_fft, win, hop; const char* pad_mode; };
   for (const Case& c : {Case{"default", 2048, 2048, 431, "constant"}, Case{"seed", 2048, 2048, 512, "constant"},
                         Case{"reflect", 2048, 2048, 431, "reflect"}, Case{"short window", 1024, 800, 200, "constant"}}) {
-    CAPTURE(c.name);
+    const std::string case_name = c.name;
+    CAPTURE(case_name);
     MelParams p = small_params(c.n_fft, c.hop);
     p.win = c.win;
     p.pad_mode = c.pad_mode;
@@ -140,10 +142,10 @@ TEST_CASE("unit griffin-lim istft(stft(x)) reconstructs real music to float prec
     REQUIRE(static_cast<int64_t>(y.size()) == L);
     double err = 0.0;
     for (int64_t i = 0; i < L; ++i) err = std::max(err, std::fabs(static_cast<double>(y[i]) - x[i]));
-    MESSAGE("round trip ", c.name, ": max |istft(stft(x)) − x| = ", err, " (peak |x| = ", peak, ")");
+    MESSAGE("round trip ", case_name, ": max |istft(stft(x)) − x| = ", err, " (peak |x| = ", peak, ")");
     // Float precision: each output sample is a few overlapping float FFT round trips (~ε·log2 N each,
     // relative to the frame's energy) divided by a window sum ≥ ~0.5 away from the edges; measured
-    // ~1e-7 of the peak. 2e-6 of the peak is float precision with room and still 100× below a
+    // 1.8e-7 to 2.4e-7 on a peak of 0.85 (a few float ulps of the peak). 2e-6 of the peak is float precision with room and still 100× below a
     // misplaced window or a missing 1/n_fft (errors of order the signal).
     CHECK(err < 2e-6 * peak);
   }
@@ -168,9 +170,8 @@ TEST_CASE("unit griffin-lim phase update, element by element") {
   CHECK(angles[0].imag() == doctest::Approx(want0.imag()).epsilon(1e-6));
   // Element 1: a = 0 stays 0 (|a| + FLT_MIN keeps the division finite), as librosa.
   CHECK(angles[1] == complexf(0.0f, 0.0f));
-  // Element 2: rebuilt cancels the momentum term exactly → ~0 (not NaN).
-  CHECK(std::isfinite(angles[2].real()));
-  CHECK(std::abs(angles[2]) <= 7.0f);
+  // Element 2: rebuilt cancels the momentum term exactly (powers of two times accel) → 0, not NaN.
+  CHECK(angles[2] == complexf(0.0f, 0.0f));
   for (int i = 0; i < 3; ++i) CHECK(tprev[i] == rebuilt[i]);
   // Without magnitude: unit phasors; momentum 0 ignores tprev.
   tprev = tprev_in;
@@ -201,9 +202,12 @@ TEST_CASE("unit griffin-lim fast Griffin-Lim on real music: spectral convergence
   const double sc_fast = convergence_of(fast), sc_plain = convergence_of(plain), sc_none = convergence_of(none);
   MESSAGE("spectral convergence after ", iters, " iterations: momentum 0.99 ", sc_fast, ", momentum 0 ",
           sc_plain, ", random phase only ", sc_none);
-  CHECK(sc_fast < 0.5 * sc_none);
-  CHECK(sc_fast < sc_plain);
-  CHECK(sc_fast < 1.0);
+  // Measured here: 0.0656 with momentum 0.99, 0.141 plain, 0.654 for the random start. The bar 0.09
+  // is the regression bar (a broken momentum term or phase normalisation lands near the plain or the
+  // random value); the speed-up of the momentum at equal iterations is Perraudin et al.'s point.
+  CHECK(sc_fast < 0.09);
+  CHECK(sc_fast < 0.75 * sc_plain);
+  CHECK(sc_plain < 0.5 * sc_none);
 
   // Same seed, same samples; another seed, other samples.
   const std::vector<float> again = griffin_lim(target.data(), frames, p, 2, 0.99f, 1234, L);
@@ -215,12 +219,13 @@ TEST_CASE("unit griffin-lim fast Griffin-Lim on real music: spectral convergence
 
 TEST_CASE("unit griffin-lim mel_to_linear on a small synthetic filterbank") {
   // 6 overlapping triangles over 33 bins with unequal widths and heights (area-normalised like
-  // Slaney's), the last bins outside every band (as above fmax).
-  const int n_mels = 6, n_freqs = 33;
+  // Slaney's), the last bins outside every band (as above fmax), and a 7th, empty band (as librosa's
+  // when n_mels is too large for n_fft).
+  const int n_mels = 7, n_freqs = 33;
   const int64_t frames = 5;
   std::vector<float> M(n_mels * n_freqs, 0.0f);
-  const int edges[n_mels + 2] = {0, 2, 4, 7, 11, 16, 22, 29};
-  for (int m = 0; m < n_mels; ++m) {
+  const int edges[8] = {0, 2, 4, 7, 11, 16, 22, 29};
+  for (int m = 0; m < 6; ++m) {
     const double lo = edges[m], mid = edges[m + 1], hi = edges[m + 2];
     for (int k = 0; k < n_freqs; ++k) {
       const double w = std::max(0.0, std::min((k - lo) / (mid - lo), (hi - k) / (hi - mid)));
@@ -244,7 +249,10 @@ TEST_CASE("unit griffin-lim mel_to_linear on a small synthetic filterbank") {
   for (float v : solved) CHECK(v >= 0.0f);
   for (int k = 29; k < n_freqs; ++k)
     for (int64_t t = 0; t < frames; ++t) CHECK(solved[k * frames + t] == 0.0f);  // outside every band
-  CHECK(r_solved < 1e-4);
+  // Measured 1.4e-8 (the pseudo-inverse start: 0.088): the set of exact non-negative solutions is
+  // reached to float rounding of the result (~ε = 6e-8); 1e-6 fails if the iteration stalls (50
+  // iterations still leave 1.4e-6).
+  CHECK(r_solved < 1e-6);
   CHECK(r_solved < r_start);
   const std::vector<float> magnitude = mel_to_linear(P.data(), M.data(), n_mels, n_freqs, frames, 200);
   for (size_t i = 0; i < magnitude.size(); ++i) CHECK(magnitude[i] == doctest::Approx(std::sqrt(solved[i])));
@@ -281,7 +289,11 @@ TEST_CASE("unit griffin-lim mel_to_linear reproduces the mel power of real music
   }();
   MESSAGE("real mel_to_linear: ||M S − P|| / ||P|| = ", r_solved, " (clipped pseudo-inverse: ", r_start,
           "); magnitude vs the true spectrum: spectral convergence ", sc);
+  // Measured 1.7e-8 after the default 200 iterations (the clipped pseudo-inverse alone: 0.056; 50
+  // iterations: 2.3e-4, 100: 2.9e-5), i.e. float rounding of the result. 1e-6 catches a solver that
+  // stalls. The magnitude itself differs from the true one (spectral convergence ~0.33): 128 bands
+  // cannot pin down 1025 bins, which is what Griffin-Lim then has to live with.
   CHECK(negative == 0);
   CHECK(r_solved < r_start);
-  CHECK(r_solved < 1e-2);
+  CHECK(r_solved < 1e-6);
 }

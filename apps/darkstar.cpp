@@ -1,12 +1,15 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// train, sample, doctor.
+// prepare-audio, train, sample, listen, doctor.
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "audio/listen.h"
+#include "audio/prepare_audio.h"
 #include "engine/checkpoint.h"
 #include "engine/cuda_context.h"
 #include "engine/doctor.h"
@@ -87,6 +90,33 @@ int main(int argc, char** argv) {
   prep->add_option("--channels", prep_channels, "1 or 3 (default: 1 for IDX, 3 for folders)");
   prep->add_option("--limit", prep_limit, "keep at most this many images");
 
+  // ---- prepare-audio ----
+  auto* prepa = app.add_subcommand("prepare-audio", "decode, resample, slice and turn music into a mel dataset X.npy + X.json");
+  std::string pa_in, pa_out, pa_preset = "default", pa_device = "auto";
+  MelOverrides mo;
+  double pa_hop = 0, pa_min_rms = std::numeric_limits<double>::quiet_NaN();
+  bool pa_pad_tail = false, pa_htk = false;
+  prepa->add_option("input", pa_in, "folder of audio files (searched recursively) or one file")->required();
+  prepa->add_option("--out", pa_out, "output .npy (float16 N×1×H×W; a .json sidecar is written beside it)")->required();
+  prepa->add_option("--preset", pa_preset, "default (128 mels × 512 frames per 10 s) or seed (the blog's 128×128)");
+  prepa->add_option("--sr", mo.sr, "sample rate to resample to (default 22050)");
+  prepa->add_option("--slice-seconds", mo.slice_seconds, "slice length (default 10)");
+  prepa->add_option("--slice-hop", pa_hop, "seconds between slice starts (default: the slice length)");
+  prepa->add_flag("--pad-tail", pa_pad_tail, "keep each file's last partial slice, zero-padded");
+  prepa->add_option("--min-rms-db", pa_min_rms, "drop slices quieter than this RMS level (dBFS)");
+  prepa->add_option("--n-mels", mo.n_mels, "mel bands (image height)");
+  prepa->add_option("--n-fft", mo.n_fft, "FFT size");
+  prepa->add_option("--hop", mo.hop, "STFT hop in samples");
+  prepa->add_option("--frames", mo.frames, "frames per slice (image width)");
+  prepa->add_option("--fmin", mo.fmin, "lowest mel frequency (Hz, default 0)");
+  prepa->add_option("--fmax", mo.fmax, "highest mel frequency (Hz, default sr/2)");
+  prepa->add_flag("--htk", pa_htk, "HTK mel scale instead of Slaney's");
+  prepa->add_option("--mel-norm", mo.mel_norm, "slaney (default) or none");
+  prepa->add_option("--pad-mode", mo.pad_mode, "constant (default, zeros) or reflect");
+  prepa->add_option("--top-db", mo.top_db, "dynamic range kept below each slice's peak (default 80)");
+  prepa->add_option("--ref", mo.ref, "fixed dB reference power instead of each slice's maximum");
+  prepa->add_option("--device", pa_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+
   // ---- train ----
   auto* train = app.add_subcommand("train", "train a DCGAN on a prepared dataset");
   TrainConfig tc;
@@ -122,6 +152,23 @@ int main(int argc, char** argv) {
   sample->add_flag("--batch-stats", sample_batch_stats, "batch norm with batch statistics (train mode)");
   sample->add_option("--device", sample_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
+  // ---- listen ----
+  auto* listen = app.add_subcommand("listen", "turn mels back into sound: a real slice, generated slices or a latent walk");
+  std::string li_ckpt, li_data, li_out, li_device = "auto";
+  int64_t li_index = 0, li_n = 8;
+  double li_walk = 0;
+  ListenOptions lo;
+  listen->add_option("--checkpoint", li_ckpt, "a checkpoint trained on a mel dataset (generated audio)");
+  listen->add_option("--data", li_data, "a mel dataset .npy (round trip of a real slice)");
+  listen->add_option("--index", li_index, "with --data: which slice (default 0)");
+  listen->add_option("--n", li_n, "with --checkpoint: how many slices (default 8)");
+  listen->add_option("--walk", li_walk, "with --checkpoint: seconds of continuous audio along a latent path");
+  listen->add_option("--out", li_out, "a .wav (--data, --walk) or a folder (--n)")->required();
+  listen->add_option("--gl-iters", lo.gl_iters, "Griffin-Lim iterations (default 64)");
+  listen->add_option("--seed", lo.seed, "seed of the noise and the initial phases");
+  listen->add_flag("--normalize", lo.normalize, "peak-normalise to -1 dBFS (default: the original level)");
+  listen->add_option("--device", li_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
   bool doctor_probe = false;
@@ -144,6 +191,38 @@ int main(int argc, char** argv) {
       std::printf("wrote %s: %lld images %dx%dx%d (%lld skipped), sidecar %s\n", prep_out.c_str(),
                   static_cast<long long>(r.count), channels, h, w, static_cast<long long>(r.skipped),
                   r.sidecar_path.c_str());
+    } else if (*prepa) {
+      if (pa_htk) mo.htk = true;
+      PrepareAudioOptions opt;
+      opt.mel = build_mel_params(pa_preset, mo);
+      opt.preset = pa_preset;
+      opt.slice_hop_seconds = pa_hop;
+      opt.pad_tail = pa_pad_tail;
+      opt.min_rms_db = pa_min_rms;
+      opt.device = pick_device(pa_device);
+      const PrepareAudioResult r = prepare_audio(pa_in, pa_out, opt);
+      std::printf("wrote %s: %lld slices %dx%d from %lld of %lld files (%.2f h of audio, %lld skipped, %lld silent "
+                  "slices dropped) in %.1f s; sidecar %s\n",
+                  r.npy_path.c_str(), static_cast<long long>(r.count), r.height, r.width,
+                  static_cast<long long>(r.files_used), static_cast<long long>(r.files_total), r.audio_seconds / 3600,
+                  static_cast<long long>(r.skipped.size()), static_cast<long long>(r.dropped_silent), r.wall_seconds,
+                  r.sidecar_path.c_str());
+    } else if (*listen) {
+      if (li_ckpt.empty() == li_data.empty())
+        throw std::invalid_argument("listen: give exactly one of --checkpoint and --data");
+      lo.device = pick_device(li_device);
+      auto report = [](const ListenResult& r) {
+        std::printf("wrote %s (%.2f s at %d Hz, peak %.3f)%s%s; spectral convergence %.4f\n", r.wav_path.c_str(),
+                    double(r.samples) / r.sample_rate, r.sample_rate, r.peak, r.png_path.empty() ? "" : " and ",
+                    r.png_path.c_str(), r.spectral_convergence);
+      };
+      if (!li_data.empty()) {
+        report(listen_slice(li_data, li_index, li_out, lo));
+      } else if (li_walk > 0) {
+        report(listen_walk(li_ckpt, li_walk, li_out, lo));
+      } else {
+        for (const ListenResult& r : listen_generated(li_ckpt, li_n, li_out, lo)) report(r);
+      }
     } else if (*train) {
       if (tc.resume) inherit_from_checkpoint(*train, tc);
       tc.device = pick_device(train_device);

@@ -1,0 +1,347 @@
+// listen (see listen.h): mel images → WAV + PNG, for a dataset slice, generated slices and a latent walk.
+#include "audio/listen.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+#include <sndfile.h>
+
+#include "audio/griffin_lim.h"
+#include "audio/mel_cpu.h"
+#include "audio/mel_inverse.h"
+#include "audio/prepare_audio.h"
+#include "engine/atomic_file.h"
+#include "engine/checkpoint.h"
+#include "engine/image_dataset.h"
+#include "engine/npy.h"
+#include "engine/png.h"
+#include "engine/rng.h"
+
+namespace fs = std::filesystem;
+
+namespace ds {
+
+// ---- colour and files ---------------------------------------------------------------------------
+
+namespace {
+// matplotlib's _magma_data (lib/matplotlib/_cm_listed.py) entries 0, 8, 16, ..., 248 and 255.
+constexpr int kMagmaAnchors = 33;
+constexpr float kMagma[kMagmaAnchors][3] = {
+    {0.001462f, 0.000466f, 0.013866f}, {0.013708f, 0.011771f, 0.068667f}, {0.039608f, 0.031090f, 0.133515f},
+    {0.074257f, 0.052017f, 0.202660f}, {0.113094f, 0.065492f, 0.276784f}, {0.159018f, 0.068354f, 0.352688f},
+    {0.211718f, 0.061992f, 0.418647f}, {0.265447f, 0.060237f, 0.461840f}, {0.316654f, 0.071690f, 0.485380f},
+    {0.366012f, 0.090314f, 0.497960f}, {0.414709f, 0.110431f, 0.504662f}, {0.463508f, 0.129893f, 0.507652f},
+    {0.512831f, 0.148179f, 0.507648f}, {0.562866f, 0.165368f, 0.504692f}, {0.613617f, 0.181811f, 0.498536f},
+    {0.664915f, 0.198075f, 0.488836f}, {0.716387f, 0.214982f, 0.475290f}, {0.767398f, 0.233705f, 0.457755f},
+    {0.816914f, 0.255895f, 0.436461f}, {0.863320f, 0.283729f, 0.412403f}, {0.904281f, 0.319610f, 0.388137f},
+    {0.937221f, 0.364929f, 0.368567f}, {0.960949f, 0.418323f, 0.359630f}, {0.976690f, 0.476226f, 0.364466f},
+    {0.986700f, 0.535582f, 0.382210f}, {0.992785f, 0.594891f, 0.410283f}, {0.996096f, 0.653659f, 0.446213f},
+    {0.997325f, 0.711848f, 0.488154f}, {0.996898f, 0.769591f, 0.534892f}, {0.995131f, 0.827052f, 0.585701f},
+    {0.992440f, 0.884330f, 0.640099f}, {0.989434f, 0.941470f, 0.697519f}, {0.987053f, 0.991438f, 0.749504f},
+};
+}  // namespace
+
+void magma_rgb(uint8_t rgb[3], double v) {
+  if (!(v >= 0.0)) v = 0.0;  // NaN too
+  if (v > 1.0) v = 1.0;
+  const double index = v * 255.0;  // position in the 256-entry table
+  int a = std::min(static_cast<int>(index / 8.0), kMagmaAnchors - 2);
+  const double lo = a * 8.0, hi = (a + 1 == kMagmaAnchors - 1) ? 255.0 : (a + 1) * 8.0;
+  const double f = std::clamp((index - lo) / (hi - lo), 0.0, 1.0);
+  for (int c = 0; c < 3; ++c) {
+    const double x = kMagma[a][c] + f * (kMagma[a + 1][c] - kMagma[a][c]);
+    rgb[c] = static_cast<uint8_t>(std::lround(std::clamp(x, 0.0, 1.0) * 255.0));
+  }
+}
+
+std::vector<uint8_t> mel_image_rgb(const float* image, int h, int w) {
+  std::vector<uint8_t> rgb(static_cast<size_t>(h) * w * 3);
+  for (int y = 0; y < h; ++y) {
+    const float* row = image + static_cast<int64_t>(h - 1 - y) * w;  // lowest band at the bottom
+    for (int x = 0; x < w; ++x) magma_rgb(&rgb[(static_cast<size_t>(y) * w + x) * 3], (row[x] + 1.0) * 0.5);
+  }
+  return rgb;
+}
+
+void write_mel_png(const std::string& path, const float* image, int h, int w) {
+  const std::vector<uint8_t> rgb = mel_image_rgb(image, h, w);
+  write_bytes_atomic(path, encode_png(rgb.data(), h, w, 3));
+}
+
+void write_wav_float(const std::string& path, const float* samples, int64_t n, int sample_rate) {
+  write_file_atomic(path, [&](FILE* f) {
+    SF_INFO info{};
+    info.samplerate = sample_rate;
+    info.channels = 1;
+    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+    // libsndfile writes through the descriptor (seeking back to fill in the header sizes); the FILE*'s
+    // own buffer stays empty, and write_file_atomic then fsyncs and renames.
+    SNDFILE* snd = sf_open_fd(fileno(f), SFM_WRITE, &info, SF_FALSE);
+    if (!snd) throw std::runtime_error("libsndfile cannot write '" + path + "': " + sf_strerror(nullptr));
+    const sf_count_t written = sf_write_float(snd, samples, static_cast<sf_count_t>(n));
+    const std::string err = sf_error(snd) != SF_ERR_NO_ERROR ? sf_strerror(snd) : "";
+    if (sf_close(snd) != 0 || written != n || !err.empty())
+      throw std::runtime_error("libsndfile failed writing '" + path + "'" + (err.empty() ? "" : ": " + err));
+  });
+}
+
+std::vector<float> slerp(const float* a, const float* b, int64_t n, double t) {
+  double na = 0, nb = 0, dot = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    na += double(a[i]) * a[i];
+    nb += double(b[i]) * b[i];
+    dot += double(a[i]) * b[i];
+  }
+  std::vector<float> out(static_cast<size_t>(n));
+  const double cosine = (na > 0 && nb > 0) ? std::clamp(dot / std::sqrt(na * nb), -1.0, 1.0) : 1.0;
+  const double omega = std::acos(cosine), s = std::sin(omega);
+  double wa = 1.0 - t, wb = t;
+  if (s > 1e-6) {
+    wa = std::sin((1.0 - t) * omega) / s;
+    wb = std::sin(t * omega) / s;
+  }
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(wa * a[i] + wb * b[i]);
+  return out;
+}
+
+// ---- inversion -------------------------------------------------------------------------------
+
+std::vector<float> invert_mel_image(const float* image, const MelParams& p, double ref_db,
+                                    const ListenOptions& options, double* spectral_convergence) {
+  const int64_t L = p.slice_samples();
+  const int H = p.image_height(), W = p.image_width();
+  const int frames = static_cast<int>(p.stft_frames(L));
+  std::vector<float> db(static_cast<size_t>(H) * W);
+  for (size_t i = 0; i < db.size(); ++i) {
+    const float x = std::isnan(image[i]) ? -1.0f : std::clamp(image[i], -1.0f, 1.0f);
+    db[i] = static_cast<float>(unit_to_db(x, p.top_db));
+  }
+  // The seed layout was resized in the dB domain; its inverse is a resize back (an upsampling on the
+  // time axis here: 128 → 431 frames), also in dB.
+  if (H != p.n_mels || W != frames) {
+    std::vector<float> full(static_cast<size_t>(p.n_mels) * frames);
+    resize_image_antialiased(full.data(), db.data(), H, W, p.n_mels, frames);
+    db.swap(full);
+  }
+  std::vector<float> power(db.size());
+  for (size_t i = 0; i < db.size(); ++i) power[i] = static_cast<float>(std::pow(10.0, (db[i] + ref_db) / 10.0));
+
+  const std::vector<float> filterbank = mel_filterbank(p);
+  const std::vector<float> magnitude =
+      mel_to_linear(power.data(), filterbank.data(), p.n_mels, p.n_freqs(), frames, options.nnls_iters);
+  std::vector<float> audio =
+      griffin_lim(magnitude.data(), frames, p, options.gl_iters, options.momentum, options.seed, L);
+
+  if (spectral_convergence) {
+    const std::vector<float> achieved = mel_power(audio.data(), L, p);
+    std::vector<float> target_mag(power.size()), achieved_mag(power.size());
+    for (size_t i = 0; i < power.size(); ++i) {
+      target_mag[i] = std::sqrt(power[i]);
+      achieved_mag[i] = std::sqrt(std::max(achieved[i], 0.0f));
+    }
+    *spectral_convergence =
+        ds::spectral_convergence(target_mag.data(), achieved_mag.data(), static_cast<int64_t>(power.size()));
+  }
+  return audio;
+}
+
+namespace {
+
+double peak_of(const std::vector<float>& x) {
+  double peak = 0;
+  for (float v : x) peak = std::max(peak, static_cast<double>(std::fabs(v)));
+  return peak;
+}
+
+void normalize_peak(std::vector<float>& x) {
+  const double peak = peak_of(x);
+  if (!(peak > 0)) return;
+  const double gain = std::pow(10.0, -1.0 / 20.0) / peak;  // −1 dBFS
+  for (float& v : x) v = static_cast<float>(v * gain);
+}
+
+std::string png_path_for(const std::string& wav) { return fs::path(wav).replace_extension(".png").string(); }
+
+void make_parent(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) fs::create_directories(parent, ec);
+}
+
+ListenResult write_result(const std::string& wav, std::vector<float>& audio, const float* image, int h, int w,
+                          const MelParams& p, double sc, double ref_db, const ListenOptions& options) {
+  if (options.normalize) normalize_peak(audio);
+  make_parent(wav);
+  write_wav_float(wav, audio.data(), static_cast<int64_t>(audio.size()), p.sr);
+  ListenResult r;
+  r.wav_path = wav;
+  if (options.write_png && image) {
+    r.png_path = png_path_for(wav);
+    write_mel_png(r.png_path, image, h, w);
+  }
+  r.sample_rate = p.sr;
+  r.samples = static_cast<int64_t>(audio.size());
+  r.spectral_convergence = sc;
+  r.peak = peak_of(audio);
+  r.ref_db = ref_db;
+  return r;
+}
+
+struct LoadedMelGenerator {
+  LoadedGenerator g;
+  MelDatasetInfo info;
+};
+
+LoadedMelGenerator load_mel_generator(const std::string& checkpoint, const ListenOptions& options) {
+  LoadedMelGenerator out;
+  out.g = load_generator(checkpoint, std::max<int64_t>(1, options.generator_batch), options.device);
+  if (out.g.dataset_sidecar.empty() || !is_mel_sidecar(out.g.dataset_sidecar))
+    throw std::runtime_error(checkpoint + ": this checkpoint was not trained on a mel dataset (it carries no mel "
+                                          "dataset sidecar); train on a prepare-audio dataset to listen to it");
+  out.info = parse_mel_sidecar(out.g.dataset_sidecar, checkpoint);
+  const ModelConfig& m = out.g.model;
+  if (m.channels != 1 || m.height != out.info.height || m.width != out.info.width)
+    throw std::runtime_error(checkpoint + ": the generator makes " + std::to_string(m.channels) + "×" +
+                             std::to_string(m.height) + "×" + std::to_string(m.width) +
+                             " images but its mel sidecar describes 1×" + std::to_string(out.info.height) + "×" +
+                             std::to_string(out.info.width));
+  return out;
+}
+
+// images (n × H×W) = G(z) for z (n × nz), in eval mode, in batches of the generator's batch size
+// (a short last batch padded with zeros: eval-mode BN makes samples independent of each other).
+std::vector<float> generate_images(Generator& G, const std::vector<float>& z, int64_t n, int64_t nz,
+                                   int64_t image_size) {
+  const int64_t B = G.batch();
+  std::vector<float> images(static_cast<size_t>(n * image_size));
+  std::vector<float> zb(static_cast<size_t>(B * nz));
+  for (int64_t s = 0; s < n; s += B) {
+    const int64_t count = std::min(B, n - s);
+    std::fill(zb.begin(), zb.end(), 0.0f);
+    std::copy(z.begin() + s * nz, z.begin() + (s + count) * nz, zb.begin());
+    const Tensor zt = Tensor::from_host(zb, {B, nz, 1, 1}, G.device());
+    G.forward(zt, false);
+    const std::vector<float> out = G.output().to_host();
+    std::copy(out.begin(), out.begin() + count * image_size, images.begin() + s * image_size);
+  }
+  return images;
+}
+
+}  // namespace
+
+ListenResult listen_slice(const std::string& npy, int64_t index, const std::string& out_wav,
+                          const ListenOptions& options) {
+  const std::string sidecar = sidecar_path_for(npy);
+  std::error_code ec;
+  if (!fs::exists(sidecar, ec))
+    throw std::runtime_error(npy + ": no sidecar '" + sidecar + "' beside it; listen --data needs the mel dataset's "
+                                   "sidecar written by prepare-audio");
+  const MelDatasetInfo info = parse_mel_sidecar(read_file_text(sidecar), sidecar);
+  const NpyArray array = read_npy(npy);
+  if (array.dtype != DType::F16 || array.shape.size() != 4 || array.shape[1] != 1 ||
+      array.shape[2] != info.height || array.shape[3] != info.width || array.shape[0] != info.count)
+    throw std::runtime_error(npy + ": expected float16 " + std::to_string(info.count) + "×1×" +
+                             std::to_string(info.height) + "×" + std::to_string(info.width) +
+                             " as its sidecar says; the two files do not belong together");
+  if (index < 0 || index >= info.count)
+    throw std::runtime_error("--index " + std::to_string(index) + ": " + npy + " holds " +
+                             std::to_string(info.count) + " slices (0.." + std::to_string(info.count - 1) + ")");
+  const int64_t size = info.height * info.width;
+  std::vector<float> image(static_cast<size_t>(size));
+  const uint16_t* halves = array.as<uint16_t>() + index * size;
+  for (int64_t i = 0; i < size; ++i) image[i] = half_to_float(halves[i]);
+  const double ref_db = info.slices[index].ref_db;
+  double sc = 0;
+  std::vector<float> audio = invert_mel_image(image.data(), info.mel, ref_db, options, &sc);
+  return write_result(out_wav, audio, image.data(), static_cast<int>(info.height), static_cast<int>(info.width),
+                      info.mel, sc, ref_db, options);
+}
+
+std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_t n, const std::string& out_dir,
+                                           const ListenOptions& options) {
+  if (n < 1) throw std::invalid_argument("--n " + std::to_string(n) + ": expected at least 1");
+  LoadedMelGenerator lg = load_mel_generator(checkpoint, options);
+  const MelParams& p = lg.info.mel;
+  const int64_t nz = lg.g.model.nz, image_size = lg.info.height * lg.info.width;
+  std::vector<float> z(static_cast<size_t>(n * nz));
+  Philox(options.seed, 0).fill_normal(z.data(), 0.0f, 1.0f, n * nz);
+  const std::vector<float> images = generate_images(*lg.g.generator, z, n, nz, image_size);
+  const double ref_db = lg.info.median_ref_db();
+  const int digits = std::max(3, static_cast<int>(std::to_string(n - 1).size()));
+  std::vector<ListenResult> results;
+  for (int64_t s = 0; s < n; ++s) {
+    double sc = 0;
+    std::vector<float> audio = invert_mel_image(images.data() + s * image_size, p, ref_db, options, &sc);
+    std::string name = std::to_string(s);
+    name = std::string(static_cast<size_t>(std::max(0, digits - static_cast<int>(name.size()))), '0') + name + ".wav";
+    results.push_back(write_result((fs::path(out_dir) / name).string(), audio, images.data() + s * image_size,
+                                   static_cast<int>(lg.info.height), static_cast<int>(lg.info.width), p, sc, ref_db,
+                                   options));
+  }
+  return results;
+}
+
+ListenResult listen_walk(const std::string& checkpoint, double seconds, const std::string& out_wav,
+                         const ListenOptions& options) {
+  if (!(std::isfinite(seconds) && seconds > 0.0 && seconds <= 24 * 3600.0))
+    throw std::invalid_argument("--walk " + std::to_string(seconds) + ": expected a positive number of seconds");
+  LoadedMelGenerator lg = load_mel_generator(checkpoint, options);
+  const MelParams& p = lg.info.mel;
+  const int64_t L = p.slice_samples();
+  const int64_t total = std::max<int64_t>(1, std::llround(seconds * p.sr));
+  const int64_t fade = std::clamp<int64_t>(std::llround(std::max(0.0, options.crossfade_seconds) * p.sr), 0, L / 2);
+  const int64_t step = L - fade;
+  const int64_t n_slices = total <= L ? 1 : 1 + (total - L + step - 1) / step;
+  const int64_t per_point = std::max(1, options.walk_slices_per_point);
+  const int64_t n_points = (n_slices + per_point - 1) / per_point + 1;
+  const int64_t nz = lg.g.model.nz, image_size = lg.info.height * lg.info.width;
+
+  std::vector<float> points(static_cast<size_t>(n_points * nz));
+  Philox(options.seed, 0).fill_normal(points.data(), 0.0f, 1.0f, n_points * nz);
+  std::vector<float> z(static_cast<size_t>(n_slices * nz));
+  for (int64_t i = 0; i < n_slices; ++i) {
+    const int64_t k = i / per_point;
+    const double t = static_cast<double>(i % per_point) / per_point;
+    const std::vector<float> zi = slerp(points.data() + k * nz, points.data() + (k + 1) * nz, nz, t);
+    std::copy(zi.begin(), zi.end(), z.begin() + i * nz);
+  }
+  const std::vector<float> images = generate_images(*lg.g.generator, z, n_slices, nz, image_size);
+
+  // Raised-cosine (Hann) crossfade: over the `fade` shared samples the outgoing slice's weight
+  // 0.5 + 0.5·cos(π(j + ½)/fade) and the incoming one's 0.5 − 0.5·cos(π(j + ½)/fade) sum to 1.
+  std::vector<double> fade_in(static_cast<size_t>(fade));
+  for (int64_t j = 0; j < fade; ++j) fade_in[j] = 0.5 - 0.5 * std::cos(M_PI * (j + 0.5) / fade);
+  const double ref_db = lg.info.median_ref_db();
+  std::vector<double> mix(static_cast<size_t>((n_slices - 1) * step + L), 0.0);
+  double sc_sum = 0;
+  for (int64_t i = 0; i < n_slices; ++i) {
+    double sc = 0;
+    ListenOptions o = options;
+    o.seed = options.seed + static_cast<uint64_t>(i);  // Griffin-Lim phases differ per slice
+    const std::vector<float> audio = invert_mel_image(images.data() + i * image_size, p, ref_db, o, &sc);
+    sc_sum += sc;
+    for (int64_t j = 0; j < L; ++j) {
+      double w = 1.0;
+      if (i > 0 && j < fade) w = fade_in[j];
+      if (i + 1 < n_slices && j >= L - fade) w = 1.0 - fade_in[j - (L - fade)];
+      mix[i * step + j] += w * audio[j];
+    }
+  }
+  std::vector<float> audio(static_cast<size_t>(total));
+  for (int64_t j = 0; j < total; ++j) audio[j] = static_cast<float>(mix[j]);
+
+  // The PNG: the slices' images side by side (each slice's full width; the crossfades overlap in sound).
+  const int H = static_cast<int>(lg.info.height), W = static_cast<int>(lg.info.width);
+  std::vector<float> strip(static_cast<size_t>(H) * W * n_slices);
+  for (int64_t i = 0; i < n_slices; ++i)
+    for (int y = 0; y < H; ++y)
+      std::copy(images.begin() + i * image_size + y * W, images.begin() + i * image_size + (y + 1) * W,
+                strip.begin() + (static_cast<int64_t>(y) * n_slices + i) * W);
+  return write_result(out_wav, audio, strip.data(), H, static_cast<int>(W * n_slices), p, sc_sum / n_slices, ref_db,
+                      options);
+}
+
+}  // namespace ds

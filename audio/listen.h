@@ -1,0 +1,85 @@
+// `listen` as library calls: mel images (a dataset slice, generated slices, a latent walk) back to
+// sound: [−1, 1] → dB → (+ the slice's dB reference) → mel power → (undo the seed resize) → linear
+// magnitude (mel_to_linear, non-negative) → fast Griffin-Lim → float WAV (libsndfile), plus a PNG of
+// the mel in the magma colour map, and the spectral convergence of the result.
+//
+// Spectral convergence reported here: the mel power of the written audio is recomputed with the CPU
+// reference (mel_power, same parameters) and compared in the linear-magnitude mel domain,
+//   SC = ||sqrt(M_target) − sqrt(M_out)||_F / ||sqrt(M_target)||_F  over the n_mels × frames mel,
+// where M_target is the mel power the image describes (after undoing dB, the reference and a resize).
+// 0 is perfect; it measures everything the inversion lost (mel → linear and the phase).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "audio/mel_params.h"
+#include "engine/tensor.h"
+
+namespace ds {
+
+struct ListenOptions {
+  int gl_iters = 64;              // --gl-iters
+  float momentum = 0.99f;         // fast Griffin-Lim momentum (Perraudin et al. 2013)
+  int nnls_iters = 200;           // mel_to_linear's projected-gradient iterations
+  uint64_t seed = 0;              // Griffin-Lim's random phases; generated noise (listen_generated/walk)
+  bool normalize = false;         // peak-normalise each file to −1 dBFS (else the original level)
+  bool write_png = true;          // the mel as a PNG beside each WAV (same name, .png)
+  // Where the generator runs. Mel inversion and Griffin-Lim run on the CPU reference for now; the
+  // interface stays the same when they move to the GPU.
+  Device device = Device::CPU;
+  int64_t generator_batch = 16;   // generated images per forward pass
+  double crossfade_seconds = 1.0; // listen_walk: raised-cosine crossfade between consecutive slices
+  int walk_slices_per_point = 4;  // listen_walk: slices between two random points of the latent path
+};
+
+struct ListenResult {
+  std::string wav_path, png_path;  // png_path empty when not written
+  int sample_rate = 0;
+  int64_t samples = 0;
+  double spectral_convergence = 0;  // see the header comment; the mean over slices for a walk
+  double peak = 0;                  // max |sample| written (> 1 clips in 16-bit players)
+  double ref_db = 0;                // the dB reference the level came from
+};
+
+// One image (image_height × image_width, values in [−1, 1], row 0 = lowest band) back to audio of
+// p.slice_samples() samples at level ref_db. *spectral_convergence (if not null) gets SC as above.
+std::vector<float> invert_mel_image(const float* image, const MelParams& p, double ref_db,
+                                    const ListenOptions& options, double* spectral_convergence);
+
+// Slice `index` of a prepare-audio dataset (npy + its sidecar) → out_wav (+ .png). Throws
+// std::runtime_error naming the file (not a mel dataset, no sidecar) or --index (out of range).
+ListenResult listen_slice(const std::string& npy, int64_t index, const std::string& out_wav,
+                          const ListenOptions& options);
+
+// n images from the generator of `checkpoint` (netG.safetensors or last.safetensors; eval mode, noise
+// N(0, 1) from Philox(options.seed, stream 0) in sample order) → out_dir/NNN.wav + NNN.png (at least 3
+// digits), at the dataset's median ref_db. Throws std::runtime_error "... this checkpoint was not
+// trained on a mel dataset ..." when the checkpoint carries no mel sidecar.
+std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_t n, const std::string& out_dir,
+                                           const ListenOptions& options);
+
+// `seconds` of continuous audio: z follows slerp paths between random Gaussian points (a new point
+// every walk_slices_per_point slices), consecutive slices are generated and inverted, and overlap-added
+// with a raised-cosine crossfade of crossfade_seconds (at most half a slice) into out_wav, exactly
+// round(seconds · sr) samples, plus out_wav's .png (the slices' images side by side).
+ListenResult listen_walk(const std::string& checkpoint, double seconds, const std::string& out_wav,
+                         const ListenOptions& options);
+
+// Spherical interpolation between a and b (n values), as in the DCGAN latent-walk literature (White
+// 2016): along the great circle for the directions, t in [0, 1]; falls back to a straight line for
+// (anti)parallel vectors.
+std::vector<float> slerp(const float* a, const float* b, int64_t n, double t);
+
+// Writes mono float samples as a 32-bit float WAV (SF_FORMAT_WAV | SF_FORMAT_FLOAT) atomically.
+void write_wav_float(const std::string& path, const float* samples, int64_t n, int sample_rate);
+
+// The magma colour map (matplotlib's, CC0; 33 of its 256 published entries, every 8th and the last,
+// interpolated linearly: at most 1.1/255 from the full table). v in [0, 1] → 8-bit RGB.
+void magma_rgb(uint8_t rgb[3], double v);
+// A mel image (h × w, [−1, 1], row 0 = lowest band) as RGB pixels with the lowest band at the bottom
+// and time left → right; and written as a PNG atomically.
+std::vector<uint8_t> mel_image_rgb(const float* image, int h, int w);
+void write_mel_png(const std::string& path, const float* image, int h, int w);
+
+}  // namespace ds

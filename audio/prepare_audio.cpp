@@ -1,0 +1,614 @@
+// prepare-audio (see prepare_audio.h): parameter checks, the decode-while-computing pipeline, the
+// float16 dataset and its sidecar, and the sidecar read back.
+#include "audio/prepare_audio.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "audio/decode.h"
+#include "audio/mel_cpu.h"
+#include "audio/mel_gpu.h"
+#include "audio/slices.h"
+#include "engine/atomic_file.h"
+#include "engine/image_dataset.h"
+#include "engine/npy.h"
+
+namespace fs = std::filesystem;
+
+namespace ds {
+namespace {
+
+std::string num(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+[[noreturn]] void refuse(const std::string& flag_and_value, const std::string& expected) {
+  throw std::invalid_argument(flag_and_value + ": " + expected);
+}
+
+std::string slice_desc(const MelParams& p) {
+  return "a " + num(p.slice_seconds) + " s slice at " + std::to_string(p.sr) + " Hz (" +
+         std::to_string(p.slice_samples()) + " samples)";
+}
+
+}  // namespace
+
+void validate_mel_params(const MelParams& p) {
+  if (!(p.sr >= 1000 && p.sr <= kMaxSampleRate))
+    refuse("--sr " + std::to_string(p.sr), "expected a sample rate in [1000, " +
+                                              std::to_string(static_cast<int64_t>(kMaxSampleRate)) + "] Hz");
+  if (!(std::isfinite(p.slice_seconds) && p.slice_seconds > 0.0))
+    refuse("--slice-seconds " + num(p.slice_seconds), "expected a positive number of seconds");
+  // One slice is decoded, framed and held as float images at once: an hour is already far past use.
+  if (p.slice_seconds > 3600.0) refuse("--slice-seconds " + num(p.slice_seconds), "expected at most 3600 seconds");
+  const int64_t L = p.slice_samples();
+  if (L < 2) refuse("--slice-seconds " + num(p.slice_seconds), "gives " + std::to_string(L) + " samples at --sr " +
+                                                                   std::to_string(p.sr) + "; expected at least 2");
+  if (p.n_mels < 1) refuse("--n-mels " + std::to_string(p.n_mels), "expected at least 1 mel band");
+  const bool resized = p.resize_h != 0 || p.resize_w != 0;
+  if (resized) {
+    if (!is_dcgan_size(p.resize_h) || !is_dcgan_size(p.resize_w))
+      refuse("--preset (resize " + std::to_string(p.resize_h) + "×" + std::to_string(p.resize_w) + ")",
+             "expected both sides 4·2^k");
+  } else {
+    // The image is n_mels × frames itself, so both must already be DCGAN sides.
+    if (!is_dcgan_size(p.n_mels))
+      refuse("--n-mels " + std::to_string(p.n_mels),
+             "expected 4·2^k bands (e.g. 32, 64, 128): the image is n_mels × frames and the DCGAN generator "
+             "doubles a 4-pixel map per layer");
+    if (!is_dcgan_size(p.frames))
+      refuse("--frames " + std::to_string(p.frames),
+             "expected 4·2^k frames (e.g. 64, 128, 256, 512): the image is n_mels × frames and the DCGAN "
+             "generator doubles a 4-pixel map per layer");
+  }
+  if (p.n_fft < 4 || p.n_fft % 2 != 0 || p.n_fft > (1 << 20))
+    refuse("--n-fft " + std::to_string(p.n_fft), "expected an even FFT size in [4, 1048576]");
+  if (p.win != p.n_fft)
+    refuse("window length " + std::to_string(p.win), "expected win == --n-fft " + std::to_string(p.n_fft));
+  if (p.hop < 1) {
+    if (!resized && p.frames > 1)
+      refuse("--frames " + std::to_string(p.frames),
+             slice_desc(p) + " is too short for that many frames (hop floor(L/(frames-1)) would be 0)");
+    refuse("--hop " + std::to_string(p.hop), "expected at least 1 sample");
+  }
+  if (p.n_fft < p.hop)
+    refuse("--n-fft " + std::to_string(p.n_fft) + " with --hop " + std::to_string(p.hop),
+           "expected n_fft >= hop (a smaller FFT than the hop leaves samples out of every frame); raise --n-fft "
+           "or lower --hop / raise --frames");
+  if (p.n_mels > p.n_freqs())
+    refuse("--n-mels " + std::to_string(p.n_mels),
+           "more mel bands than the " + std::to_string(p.n_freqs()) + " frequency bins of --n-fft " +
+               std::to_string(p.n_fft) + " (bands would be empty); raise --n-fft or lower --n-mels");
+  const double nyquist = p.sr / 2.0;
+  if (!(std::isfinite(p.fmin) && p.fmin >= 0.0)) refuse("--fmin " + num(p.fmin), "expected a frequency >= 0 Hz");
+  if (p.fmax >= 0.0 || !std::isfinite(p.fmax)) {
+    if (!(std::isfinite(p.fmax) && p.fmax <= nyquist))
+      refuse("--fmax " + num(p.fmax), "above the Nyquist frequency sr/2 = " + num(nyquist) + " Hz of --sr " +
+                                          std::to_string(p.sr));
+  }
+  if (!(p.fmin < p.fmax_hz()))
+    refuse("--fmin " + num(p.fmin), "expected below fmax = " + num(p.fmax_hz()) + " Hz");
+  if (p.mel_scale != "slaney" && p.mel_scale != "htk")
+    refuse("--htk (mel scale '" + p.mel_scale + "')", "expected 'slaney' (default) or 'htk'");
+  if (p.mel_norm != "slaney" && p.mel_norm != "none")
+    refuse("--mel-norm " + p.mel_norm, "expected 'slaney' or 'none'");
+  if (p.pad_mode != "constant" && p.pad_mode != "reflect")
+    refuse("--pad-mode " + p.pad_mode, "expected 'constant' (zeros) or 'reflect'");
+  if (p.center && p.pad_mode == "reflect" && L <= p.n_fft / 2)
+    refuse("--pad-mode reflect", slice_desc(p) + " is not longer than n_fft/2 = " + std::to_string(p.n_fft / 2) +
+                                     ", which reflect padding needs");
+  if (!p.center && L < p.n_fft)
+    refuse("--slice-seconds " + num(p.slice_seconds), slice_desc(p) + " is shorter than --n-fft " +
+                                                          std::to_string(p.n_fft) + " (center=false)");
+  if (!(std::isfinite(p.top_db) && p.top_db > 0.0))
+    refuse("--top-db " + num(p.top_db), "expected a positive dB range (it is also the [-1, 1] map's scale)");
+  if (!(p.ref < 0.0) && !(std::isfinite(p.ref) && p.ref > 0.0))
+    refuse("--ref " + num(p.ref), "expected a positive power (or leave it out: each slice's maximum)");
+  if (!(std::isfinite(p.amin) && p.amin > 0.0)) refuse("amin " + num(p.amin), "expected a positive power floor");
+  const int64_t stft = p.stft_frames(L);
+  if (stft != p.frames) {
+    if (resized)
+      refuse("--hop " + std::to_string(p.hop), slice_desc(p) + " gives " + std::to_string(stft) +
+                                                   " STFT frames but the layout says " + std::to_string(p.frames));
+    const int64_t suggested = p.frames > 1 ? L / (p.frames - 1) : 0;
+    refuse("--frames " + std::to_string(p.frames) + " with --hop " + std::to_string(p.hop),
+           slice_desc(p) + " gives " + std::to_string(stft) + " frames at that hop; leave --hop out (it is then " +
+               std::to_string(suggested) + " = floor(L/(frames-1))) or change --frames/--slice-seconds");
+  }
+}
+
+MelParams build_mel_params(const std::string& preset, const MelOverrides& o) {
+  if (preset != "default" && preset != "seed")
+    throw std::invalid_argument("--preset " + preset + ": expected 'default' or 'seed'");
+  const int sr = o.sr.value_or(22050);
+  const double slice = o.slice_seconds.value_or(10.0);
+  // Checked before the preset divides by anything derived from them.
+  if (!(sr >= 1000 && sr <= kMaxSampleRate))
+    refuse("--sr " + std::to_string(sr), "expected a sample rate in [1000, " +
+                                            std::to_string(static_cast<int64_t>(kMaxSampleRate)) + "] Hz");
+  if (!(std::isfinite(slice) && slice > 0.0 && slice <= 3600.0))
+    refuse("--slice-seconds " + num(slice), "expected a positive number of seconds, at most 3600");
+  MelParams p = mel_preset(preset, sr, slice);
+  const int64_t L = p.slice_samples();
+  if (o.n_fft) p.n_fft = p.win = *o.n_fft;
+  if (o.n_mels) p.n_mels = *o.n_mels;
+  if (o.fmin) p.fmin = *o.fmin;
+  if (o.fmax) p.fmax = *o.fmax;
+  if (o.top_db) p.top_db = *o.top_db;
+  if (o.ref) p.ref = *o.ref;
+  if (o.htk) p.mel_scale = *o.htk ? "htk" : "slaney";
+  if (o.mel_norm) p.mel_norm = *o.mel_norm;
+  if (o.pad_mode) p.pad_mode = *o.pad_mode;
+  auto frames_at = [&](int hop) { return hop >= 1 ? static_cast<int>(std::min<int64_t>(p.stft_frames(L), 1 << 30)) : 0; };
+  if (preset == "default") {
+    if (o.frames) p.frames = *o.frames;
+    if (o.hop) {
+      p.hop = *o.hop;
+      if (!o.frames) p.frames = frames_at(p.hop);
+    } else {
+      p.hop = p.frames > 1 ? static_cast<int>(L / (p.frames - 1)) : 0;
+    }
+  } else {
+    if (o.frames)
+      throw std::invalid_argument("--frames " + std::to_string(*o.frames) +
+                                  ": the seed preset's width is its 128×128 resize; use --preset default to choose "
+                                  "the frame count");
+    if (o.hop) {
+      p.hop = *o.hop;
+      p.frames = frames_at(p.hop);
+    }
+  }
+  validate_mel_params(p);
+  return p;
+}
+
+// ---- the pipeline ------------------------------------------------------------------------------
+
+namespace {
+
+// One file's decoded, resampled audio (or why it could not be used), handed from a worker to the
+// main thread.
+struct DecodedSlot {
+  bool ready = false;
+  std::vector<float> audio;
+  std::string error;
+};
+
+std::string short_reason(const std::string& what, const std::string& path) {
+  const std::string prefix = "cannot decode audio file '" + path + "': ";
+  if (what.compare(0, prefix.size(), prefix) == 0) return "cannot decode: " + what.substr(prefix.size());
+  return what;
+}
+
+// Decoding threads: each takes the next file not yet claimed, never more than `max_ahead` files past
+// the one the main thread waits for, nor (except that one) past `byte_budget` of undelivered audio,
+// so hour-long recordings on many cores do not fill the memory.
+class DecodePool {
+ public:
+  DecodePool(const std::vector<std::string>& files, int sr, int threads)
+      : files_(files), slots_(files.size()), sr_(sr) {
+    max_ahead_ = 2 * static_cast<size_t>(threads) + 2;
+    for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
+  }
+  ~DecodePool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_space_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+  // Blocks until file i is decoded; moves its result out. Files must be taken in order.
+  DecodedSlot take(size_t i) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_ready_.wait(lock, [&] { return slots_[i].ready; });
+    DecodedSlot out = std::move(slots_[i]);
+    slots_[i] = DecodedSlot{};
+    inflight_bytes_ -= out.audio.size() * sizeof(float);
+    consumed_ = i + 1;
+    lock.unlock();
+    cv_space_.notify_all();
+    return out;
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      size_t i = 0;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_space_.wait(lock, [&] {
+          return stop_ || next_ >= files_.size() ||
+                 (next_ < consumed_ + max_ahead_ && (inflight_bytes_ < kByteBudget || next_ == consumed_));
+        });
+        if (stop_ || next_ >= files_.size()) return;
+        i = next_++;
+      }
+      DecodedSlot slot;
+      try {
+        DecodedAudio decoded = decode_audio(files_[i]);
+        if (decoded.is_truncated()) {
+          slot.error = "truncated or damaged: the header announces " +
+                       (decoded.header_frames < 0 ? std::string("an unknown number of")
+                                                  : std::to_string(decoded.header_frames)) +
+                       " frames, " + std::to_string(decoded.frames) + " could be decoded";
+        } else {
+          slot.audio = resample(decoded.samples, decoded.sample_rate, sr_);
+        }
+      } catch (const std::exception& e) {
+        slot.error = short_reason(e.what(), files_[i]);
+        slot.audio.clear();
+      }
+      slot.ready = true;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        inflight_bytes_ += slot.audio.size() * sizeof(float);
+        slots_[i] = std::move(slot);
+      }
+      cv_ready_.notify_all();
+    }
+  }
+
+  static constexpr size_t kByteBudget = size_t(2) << 30;  // 2 GiB of decoded audio waiting
+  const std::vector<std::string>& files_;
+  std::vector<DecodedSlot> slots_;
+  int sr_;
+  size_t max_ahead_ = 4;
+  std::mutex mu_;
+  std::condition_variable cv_ready_, cv_space_;
+  size_t next_ = 0, consumed_ = 0, inflight_bytes_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+// Mel images of a batch of slices (each L samples, contiguous) on the chosen device.
+class MelBatcher {
+ public:
+  MelBatcher(const MelParams& p, Device device, int64_t max_slices) : p_(p), device_(device), max_(max_slices) {
+    if (device_ == Device::CUDA) {
+      gpu_ = std::make_unique<MelGpu>(p_, max_);
+      d_audio_ = DeviceBuffer<float>(static_cast<size_t>(max_ * p_.slice_samples()));
+      d_images_ = DeviceBuffer<float>(static_cast<size_t>(max_ * image_size()));
+      d_refs_ = DeviceBuffer<float>(static_cast<size_t>(max_));
+    }
+  }
+  int64_t image_size() const { return static_cast<int64_t>(p_.image_height()) * p_.image_width(); }
+  // images: n × image_size; ref_db: n.
+  void compute(float* images, double* ref_db, const float* audio, int64_t n) {
+    const int64_t L = p_.slice_samples();
+    if (device_ == Device::CUDA) {
+      d_audio_.upload(audio, static_cast<size_t>(n * L));
+      gpu_->compute(d_images_.get(), d_audio_.get(), n, L, d_refs_.get());
+      d_images_.download(images, static_cast<size_t>(n * image_size()));
+      std::vector<float> refs(static_cast<size_t>(n));
+      d_refs_.download(refs.data(), refs.size());
+      for (int64_t s = 0; s < n; ++s) ref_db[s] = 10.0 * std::log10(std::max<double>(refs[s], p_.amin));
+    } else {
+      for (int64_t s = 0; s < n; ++s) {
+        double ref = 0.0;
+        const std::vector<float> img = mel_image(audio + s * L, L, p_, &ref);
+        std::copy(img.begin(), img.end(), images + s * image_size());
+        ref_db[s] = 10.0 * std::log10(std::max(ref, p_.amin));
+      }
+    }
+  }
+
+ private:
+  MelParams p_;
+  Device device_;
+  int64_t max_;
+  std::unique_ptr<MelGpu> gpu_;
+  DeviceBuffer<float> d_audio_, d_images_, d_refs_;
+};
+
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec1, ec2;
+  const fs::path ca = fs::weakly_canonical(a, ec1), cb = fs::weakly_canonical(b, ec2);
+  return !ec1 && !ec2 && ca == cb;
+}
+
+nlohmann::ordered_json mel_params_json(const MelParams& p) {
+  nlohmann::ordered_json j;
+  j["sr"] = p.sr;
+  j["slice_seconds"] = p.slice_seconds;
+  j["slice_samples"] = p.slice_samples();
+  j["n_fft"] = p.n_fft;
+  j["hop"] = p.hop;
+  j["win"] = p.win;
+  j["window"] = "hann";
+  j["window_periodic"] = true;
+  j["center"] = p.center;
+  j["pad_mode"] = p.pad_mode;
+  j["power"] = 2.0;
+  j["n_mels"] = p.n_mels;
+  j["fmin"] = p.fmin;
+  j["fmax"] = p.fmax_hz();
+  j["mel_scale"] = p.mel_scale;
+  j["mel_norm"] = p.mel_norm;
+  j["amin"] = p.amin;
+  j["top_db"] = p.top_db;
+  if (p.ref < 0) j["ref"] = "max";
+  else j["ref"] = p.ref;
+  j["frames"] = p.frames;
+  if (p.resize_h || p.resize_w) {
+    j["resize"] = {{"height", p.resize_h},
+                   {"width", p.resize_w},
+                   {"domain", "dB"},
+                   {"filter", "antialiased triangle (PyTorch bilinear antialias=True / PIL BILINEAR), half-pixel "
+                              "centres"}};
+  } else {
+    j["resize"] = nullptr;
+  }
+  j["db"] = "10*log10(max(S, amin)) - ref_db, clipped below at its max - top_db";
+  j["normalisation"] = "x = db/top_db*2+1";
+  return j;
+}
+
+}  // namespace
+
+PrepareAudioResult prepare_audio(const std::string& input, const std::string& out_npy,
+                                 const PrepareAudioOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const MelParams& p = options.mel;
+  validate_mel_params(p);
+  const int64_t L = p.slice_samples();
+  const double hop_seconds = options.slice_hop_seconds;
+  if (std::isnan(hop_seconds) || hop_seconds < 0.0 || !std::isfinite(hop_seconds))
+    refuse("--slice-hop " + num(hop_seconds), "expected a positive number of seconds (or leave it out: the slice length)");
+  const int64_t slice_hop = hop_seconds > 0.0 ? static_cast<int64_t>(std::llround(hop_seconds * p.sr)) : L;
+  if (slice_hop < 1) refuse("--slice-hop " + num(hop_seconds), "is less than one sample at --sr " + std::to_string(p.sr));
+  const bool drop_silent = !std::isnan(options.min_rms_db);
+  if (drop_silent && !std::isfinite(options.min_rms_db))
+    refuse("--min-rms-db " + num(options.min_rms_db), "expected a finite level in dBFS (e.g. -60)");
+  if (out_npy.empty()) throw std::invalid_argument("--out: expected a path for the .npy dataset");
+  // Legal (any 4·2^k image trains), but Griffin-Lim needs overlapping frames: with less than 50%, its
+  // iSTFT divides by a window sum near 0 between frames and `listen` comes out loud and wrong.
+  if (2 * p.hop > p.n_fft)
+    std::fprintf(stderr,
+                 "prepare-audio: warning: --hop %d is more than half of --n-fft %d: frames overlap less than 50%%, "
+                 "so listen (Griffin-Lim) will reconstruct this dataset poorly; raise --n-fft to %d or more\n",
+                 p.hop, p.n_fft, 2 * p.hop);
+
+  std::vector<std::string> found = find_audio_files(input);
+  const std::string sidecar_path = sidecar_path_for(out_npy);
+  std::vector<std::string> files;
+  for (const std::string& f : found)
+    if (!same_file(f, out_npy) && !same_file(f, sidecar_path)) files.push_back(f);
+  if (files.empty()) throw std::runtime_error("no files found under '" + input + "'");
+
+  const int threads = std::max(1, options.decode_threads > 0 ? options.decode_threads
+                                                             : static_cast<int>(std::thread::hardware_concurrency()));
+  const int64_t batch =
+      options.slices_per_batch > 0 ? options.slices_per_batch : std::max<int64_t>(1, (int64_t(64) << 20) / (4 * L));
+  MelBatcher mel(p, options.device, batch);  // before the decoders start: a CUDA failure stops at once
+  const int64_t image_size = mel.image_size();
+
+  PrepareAudioResult result;
+  result.files_total = static_cast<int64_t>(files.size());
+  result.height = p.image_height();
+  result.width = p.image_width();
+  std::vector<uint16_t> halves;  // N × image_size, float16
+  std::vector<std::string> used_files;
+  std::vector<MelSliceInfo> slices;
+  std::vector<float> batch_audio(static_cast<size_t>(batch * L)), batch_images(static_cast<size_t>(batch * image_size));
+  std::vector<double> batch_ref(static_cast<size_t>(batch));
+  int64_t in_batch = 0;
+  bool progress_line_open = false;
+  auto last_progress = t0 - std::chrono::seconds(1);
+
+  auto flush = [&] {
+    if (in_batch == 0) return;
+    mel.compute(batch_images.data(), batch_ref.data(), batch_audio.data(), in_batch);
+    for (int64_t v = 0; v < in_batch * image_size; ++v) halves.push_back(float_to_half(batch_images[v]));
+    for (int64_t s = 0; s < in_batch; ++s) slices[slices.size() - in_batch + s].ref_db = batch_ref[s];
+    in_batch = 0;
+  };
+  auto show_progress = [&](bool force, size_t files_done) {
+    if (!options.progress) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!force && now - last_progress < std::chrono::milliseconds(250)) return;
+    last_progress = now;
+    const double elapsed = std::chrono::duration<double>(now - t0).count();
+    std::fprintf(stderr, "\rprepare-audio: files %zu/%zu · %.3f h audio · %lld slices · %.0f× realtime   ", files_done,
+                 files.size(), result.audio_seconds / 3600.0, static_cast<long long>(slices.size()),
+                 elapsed > 0 ? result.audio_seconds / elapsed : 0.0);
+    std::fflush(stderr);
+    progress_line_open = true;
+  };
+  auto warn = [&](const std::string& line) {
+    if (progress_line_open) std::fputc('\n', stderr);
+    progress_line_open = false;
+    std::fprintf(stderr, "prepare-audio: warning: %s\n", line.c_str());
+  };
+
+  {
+    DecodePool pool(files, p.sr, threads);
+    for (size_t i = 0; i < files.size(); ++i) {
+      DecodedSlot slot = pool.take(i);
+      if (!slot.error.empty()) {
+        warn("skipped '" + files[i] + "': " + slot.error);
+        result.skipped.push_back({files[i], slot.error});
+        show_progress(false, i + 1);
+        continue;
+      }
+      const int64_t n = static_cast<int64_t>(slot.audio.size());
+      result.audio_seconds += static_cast<double>(n) / p.sr;
+      const std::vector<SliceRef> refs = cut_slices(n, L, slice_hop, options.pad_tail);
+      if (refs.empty()) {
+        const std::string reason = "shorter than one slice (" + num(static_cast<double>(n) / p.sr) + " s < " +
+                                   num(p.slice_seconds) + " s; --pad-tail keeps it, zero-padded)";
+        warn("skipped '" + files[i] + "': " + reason);
+        result.skipped.push_back({files[i], reason});
+        show_progress(false, i + 1);
+        continue;
+      }
+      int64_t file_index = -1;
+      for (const SliceRef& r : refs) {
+        float* dst = batch_audio.data() + in_batch * L;
+        copy_slice_padded(dst, slot.audio.data(), r, L);
+        if (drop_silent && !(rms_db(dst, r.length) >= options.min_rms_db)) {
+          ++result.dropped_silent;
+          continue;
+        }
+        if (file_index < 0) {
+          file_index = static_cast<int64_t>(used_files.size());
+          used_files.push_back(files[i]);
+        }
+        slices.push_back({file_index, static_cast<double>(r.start) / p.sr, 0.0});
+        if (++in_batch == batch) flush();
+      }
+      show_progress(false, i + 1);
+    }
+    flush();
+  }
+  show_progress(true, files.size());
+  if (progress_line_open) std::fputc('\n', stderr);
+
+  result.count = static_cast<int64_t>(slices.size());
+  result.files_used = static_cast<int64_t>(used_files.size());
+  if (result.count == 0) {
+    std::string why = std::to_string(result.skipped.size()) + " of " + std::to_string(files.size()) + " files skipped";
+    if (!result.skipped.empty()) why += " (first: '" + result.skipped[0].file + "': " + result.skipped[0].reason + ")";
+    if (result.dropped_silent) why += ", " + std::to_string(result.dropped_silent) + " slices below --min-rms-db";
+    throw std::runtime_error("no usable audio under '" + input + "': " + why + "; nothing written");
+  }
+
+  std::error_code ec;
+  const fs::path parent = fs::path(out_npy).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  write_npy(out_npy, DType::F16, {result.count, 1, result.height, result.width}, halves.data());
+
+  nlohmann::ordered_json j;
+  j["kind"] = "mel";
+  j["dtype"] = "float16";
+  j["layout"] = "NCHW";
+  j["count"] = result.count;
+  j["channels"] = 1;
+  j["height"] = result.height;
+  j["width"] = result.width;
+  j["preset"] = options.preset;
+  const nlohmann::ordered_json params = mel_params_json(p);  // named: items() of a temporary would dangle
+  for (auto& [key, value] : params.items()) j[key] = value;
+  j["slice_hop"] = static_cast<double>(slice_hop) / p.sr;
+  j["slice_hop_samples"] = slice_hop;
+  j["pad_tail"] = options.pad_tail;
+  if (drop_silent) j["min_rms_db"] = options.min_rms_db;
+  else j["min_rms_db"] = nullptr;
+  j["source"] = fs::absolute(input, ec).lexically_normal().generic_string();
+  j["audio_seconds"] = result.audio_seconds;
+  j["files"] = used_files;
+  nlohmann::ordered_json slice_list = nlohmann::ordered_json::array();
+  for (const MelSliceInfo& s : slices)
+    slice_list.push_back({{"file", s.file}, {"start", s.start_seconds}, {"ref_db", s.ref_db}});
+  j["slices"] = std::move(slice_list);
+  nlohmann::ordered_json skipped = nlohmann::ordered_json::array();
+  for (const SkippedAudioFile& s : result.skipped) skipped.push_back({{"file", s.file}, {"reason", s.reason}});
+  j["skipped"] = std::move(skipped);
+  j["dropped_silent"] = result.dropped_silent;
+  write_text_atomic(sidecar_path, j.dump(1) + "\n");
+
+  result.npy_path = out_npy;
+  result.sidecar_path = sidecar_path;
+  result.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+// ---- the sidecar read back ---------------------------------------------------------------------
+
+double MelDatasetInfo::median_ref_db() const {
+  if (slices.empty()) return 0.0;
+  std::vector<double> r;
+  r.reserve(slices.size());
+  for (const MelSliceInfo& s : slices) r.push_back(s.ref_db);
+  const size_t mid = r.size() / 2;
+  std::nth_element(r.begin(), r.begin() + mid, r.end());
+  if (r.size() % 2) return r[mid];
+  const double upper = r[mid];
+  const double lower = *std::max_element(r.begin(), r.begin() + mid);
+  return 0.5 * (lower + upper);
+}
+
+bool is_mel_sidecar(const std::string& text) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    return j.is_object() && j.contains("kind") && j["kind"] == "mel";
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+MelDatasetInfo parse_mel_sidecar(const std::string& text, const std::string& where) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(where + ": the dataset sidecar is not valid JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("kind") || j["kind"] != "mel")
+    throw std::runtime_error(where + ": not a mel dataset (its sidecar's \"kind\" is not \"mel\")");
+  auto need = [&](const char* key) -> const nlohmann::json& {
+    if (!j.contains(key)) throw std::runtime_error(where + ": the mel sidecar lacks \"" + key + "\"");
+    return j[key];
+  };
+  MelDatasetInfo info;
+  MelParams& p = info.mel;
+  try {
+    p.sr = need("sr").get<int>();
+    p.slice_seconds = need("slice_seconds").get<double>();
+    p.n_fft = need("n_fft").get<int>();
+    p.hop = need("hop").get<int>();
+    p.win = need("win").get<int>();
+    p.center = need("center").get<bool>();
+    p.pad_mode = need("pad_mode").get<std::string>();
+    p.n_mels = need("n_mels").get<int>();
+    p.fmin = need("fmin").get<double>();
+    p.fmax = need("fmax").get<double>();
+    p.mel_scale = need("mel_scale").get<std::string>();
+    p.mel_norm = need("mel_norm").get<std::string>();
+    p.amin = need("amin").get<double>();
+    p.top_db = need("top_db").get<double>();
+    const nlohmann::json& ref = need("ref");
+    p.ref = ref.is_number() ? ref.get<double>() : -1.0;
+    p.frames = need("frames").get<int>();
+    const nlohmann::json& resize = need("resize");
+    if (resize.is_object()) {
+      p.resize_h = resize.at("height").get<int>();
+      p.resize_w = resize.at("width").get<int>();
+    }
+    info.count = need("count").get<int64_t>();
+    info.height = need("height").get<int64_t>();
+    info.width = need("width").get<int64_t>();
+    if (j.contains("files")) info.files = j["files"].get<std::vector<std::string>>();
+    for (const auto& s : need("slices"))
+      info.slices.push_back({s.at("file").get<int64_t>(), s.at("start").get<double>(), s.at("ref_db").get<double>()});
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(where + ": malformed mel sidecar: " + e.what());
+  }
+  if (info.height != p.image_height() || info.width != p.image_width())
+    throw std::runtime_error(where + ": the mel sidecar's image " + std::to_string(info.height) + "×" +
+                             std::to_string(info.width) + " disagrees with its parameters (" +
+                             std::to_string(p.image_height()) + "×" + std::to_string(p.image_width()) + ")");
+  if (static_cast<int64_t>(info.slices.size()) != info.count)
+    throw std::runtime_error(where + ": the mel sidecar lists " + std::to_string(info.slices.size()) +
+                             " slices but count is " + std::to_string(info.count));
+  try {
+    validate_mel_params(p);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(where + ": the mel sidecar's parameters are unusable: " + e.what());
+  }
+  return info;
+}
+
+}  // namespace ds

@@ -10,6 +10,7 @@
 #include <sndfile.h>
 
 #include "audio/griffin_lim.h"
+#include "audio/griffin_lim_gpu.h"
 #include "audio/mel_cpu.h"
 #include "audio/mel_inverse.h"
 #include "audio/prepare_audio.h"
@@ -132,8 +133,12 @@ std::vector<float> invert_mel_image(const float* image, const MelParams& p, doub
   const std::vector<float> filterbank = mel_filterbank(p);
   const std::vector<float> magnitude =
       mel_to_linear(power.data(), filterbank.data(), p.n_mels, p.n_freqs(), frames, options.nnls_iters);
+  // Griffin-Lim with cuFFT on the GPU when listening on CUDA, else the CPU reference (same algorithm,
+  // same initial phases: audio/griffin_lim_gpu.h).
   std::vector<float> audio =
-      griffin_lim(magnitude.data(), frames, p, options.gl_iters, options.momentum, options.seed, L);
+      options.device == Device::CUDA
+          ? GriffinLimGpu(p, frames).run(magnitude.data(), options.gl_iters, options.momentum, options.seed, L)
+          : griffin_lim(magnitude.data(), frames, p, options.gl_iters, options.momentum, options.seed, L);
 
   if (spectral_convergence) {
     const std::vector<float> achieved = mel_power(audio.data(), L, p);

@@ -27,7 +27,7 @@ struct ListenOptions {
   bool write_png = true;          // the mel as a PNG beside each WAV (same name, .png)
   // Where the generator runs. Mel inversion and Griffin-Lim run on the CPU reference for now; the
   // interface stays the same when they move to the GPU.
-  Device device = Device::CPU;
+  Device device = Device::CPU;   // generator and Griffin-Lim (cuFFT) on CUDA; mel inversion on the CPU
   int64_t generator_batch = 16;   // generated images per forward pass
   double crossfade_seconds = 1.0; // listen_walk: raised-cosine crossfade between consecutive slices
   int walk_slices_per_point = 4;  // listen_walk: slices between two random points of the latent path

@@ -162,9 +162,14 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
     step_ = *reinterpret_cast<const int64_t*>(file.get("step", DType::I64, {}).data.data());
     m.gan->stepG.set(step_);
     m.gan->stepD.set(step_);
-    const SafeTensor& perm = file.get("data.permutation", DType::I32, {data_.count});
+    // Empty when the state was written before the first step (no epoch drawn yet).
+    auto perm_it = file.tensors.find("data.permutation");
+    const int64_t perm_count =
+        perm_it != file.tensors.end() && perm_it->second.shape.size() == 1 && perm_it->second.shape[0] == 0 ? 0
+                                                                                                             : data_.count;
+    const SafeTensor& perm = file.get("data.permutation", DType::I32, {perm_count});
     m.permutation.assign(reinterpret_cast<const int32_t*>(perm.data.data()),
-                         reinterpret_cast<const int32_t*>(perm.data.data()) + data_.count);
+                         reinterpret_cast<const int32_t*>(perm.data.data()) + perm_count);
     const int64_t* order = reinterpret_cast<const int64_t*>(file.get("data.state", DType::I64, {7}).data.data());
     m.position = order[0];
     m.epoch = order[1];
@@ -175,7 +180,7 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
     rs.lane = static_cast<uint32_t>(order[5]);
     rs.kind = static_cast<uint32_t>(order[6]);
     m.data_rng->restore(rs);
-    if (dev == Device::CUDA) m.permutation_dev.upload(m.permutation);
+    if (dev == Device::CUDA && !m.permutation.empty()) m.permutation_dev.upload(m.permutation);
     m.last_good_checkpoint = path;
     m.last_good_step = step_;
   }

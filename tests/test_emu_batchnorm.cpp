@@ -12,29 +12,16 @@
 
 #include "engine/cpu/batchnorm.h"
 #include "kernels/batchnorm.h"
+#include "tests/test_util.h"
 
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<float> random_floats(size_t n, float lo, float hi, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& e : v) e = dist(rng);
-  return v;
-}
+using ds::test::kNaN;
+using ds::test::random_floats;
 
 // max|a−b| / max(1, max|b|); NaN anywhere (an unwritten poisoned element) counts as infinite error.
 double normalised_error(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  double err = 0, scale = 1;
-  for (size_t k = 0; k < got.size(); ++k) {
-    const double d = std::abs(double(got[k]) - double(want[k]));
-    if (std::isnan(d)) return std::numeric_limits<double>::infinity();
-    err = std::max(err, d);
-    scale = std::max(scale, std::abs(double(want[k])));
-  }
-  return err / scale;
+  return ds::test::normalised_error(got, want, 1.0);
 }
 
 // The kernels and the reference compute the same double sums in a different order, so a per-channel

@@ -25,27 +25,16 @@
 #include "kernels/adam.h"
 #include "kernels/image.h"
 #include "kernels/loss.h"
+#include "tests/test_util.h"
 
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+using ds::test::count_mismatches;
+using ds::test::kNaN;
+using ds::test::random_floats;
+
 // Not multiples of the 256-thread block: 1, one short of a block, one past it, and a large prime.
 constexpr int64_t kSizes[] = {1, 255, 257, 1000003};
-
-std::vector<float> random_floats(size_t n, float lo, float hi, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& e : v) e = dist(rng);
-  return v;
-}
-
-// Number of elements whose bits differ (NaN from the poison never equals a written value).
-size_t count_mismatches(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  size_t bad = 0;
-  for (size_t k = 0; k < got.size(); ++k) bad += std::memcmp(&got[k], &want[k], sizeof(float)) != 0;
-  return bad;
-}
 
 // max|a−b| / max|b|; NaN anywhere (an unwritten poisoned element) counts as infinite error.
 double max_normalised_error(const std::vector<float>& got, const std::vector<float>& want) {

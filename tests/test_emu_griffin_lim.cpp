@@ -28,19 +28,14 @@
 #include "engine/rng.h"
 #include "kernels/griffin_lim.h"
 #include "kernels/spectral.h"
+#include "tests/test_util.h"
 
 namespace {
 
 using ds::complexf;
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// Elements whose bytes differ (so −0 ≠ +0 and NaN ≠ a number).
-template <class T>
-size_t count_mismatches(const T* got, const T* want, size_t n) {
-  size_t bad = 0;
-  for (size_t k = 0; k < n; ++k) bad += std::memcmp(&got[k], &want[k], sizeof(T)) != 0;
-  return bad;
-}
+using ds::test::count_mismatches;
+using ds::test::kNaN;
+using ds::test::read_song;
 
 float2* as_float2(complexf* p) { return reinterpret_cast<float2*>(p); }
 const float2* as_float2(const complexf* p) { return reinterpret_cast<const float2*>(p); }
@@ -137,29 +132,6 @@ struct EmulatedGriffinLim {
     return signal;
   }
 };
-
-// `seconds` of mono audio from `offset` seconds into a real song (Ogg Vorbis, 44.1 kHz stereo), decoded
-// with libsndfile and downmixed by the mean of the channels.
-std::vector<float> read_song(double offset, double seconds, int* sample_rate) {
-  const std::string path = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
-  SF_INFO info{};
-  SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
-  REQUIRE_MESSAGE(f != nullptr, "cannot open " << path << " (Debian package fretsonfire-songs-sectoid)");
-  *sample_rate = info.samplerate;
-  const sf_count_t start = static_cast<sf_count_t>(offset * info.samplerate);
-  const sf_count_t count = static_cast<sf_count_t>(seconds * info.samplerate);
-  REQUIRE(sf_seek(f, start, SEEK_SET) == start);
-  std::vector<float> interleaved(static_cast<size_t>(count * info.channels));
-  REQUIRE(sf_readf_float(f, interleaved.data(), count) == count);
-  sf_close(f);
-  std::vector<float> mono(static_cast<size_t>(count));
-  for (sf_count_t i = 0; i < count; ++i) {
-    float sum = 0;
-    for (int c = 0; c < info.channels; ++c) sum += interleaved[i * info.channels + c];
-    mono[i] = sum / info.channels;
-  }
-  return mono;
-}
 
 }  // namespace
 

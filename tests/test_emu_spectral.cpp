@@ -28,24 +28,14 @@
 #include "audio/mel_gpu.h"
 #include "audio/mel_params.h"
 #include "kernels/spectral.h"
+#include "tests/test_util.h"
 
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-size_t count_mismatches(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  size_t bad = 0;
-  for (size_t k = 0; k < got.size(); ++k) bad += std::memcmp(&got[k], &want[k], sizeof(float)) != 0;
-  return bad;
-}
-
-std::vector<float> random_floats(size_t n, float lo, float hi, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& e : v) e = dist(rng);
-  return v;
-}
+using ds::test::count_mismatches;
+using ds::test::kNaN;
+using ds::test::random_floats;
+using ds::test::read_song;
 
 // Sample i of signal x padded by n_fft/2 on each side as np.pad(mode='constant' or 'reflect') does for
 // pads shorter than the signal.
@@ -104,29 +94,6 @@ void r2c_reference(const ds::StftFftLayout& l, const float* in, float2* out) {
     for (int x = 0; x <= l.n / 2; ++x) out[int64_t(b) * l.odist + int64_t(x) * l.ostride] = {bins[x].r, bins[x].i};
   }
   kiss_fftr_free(cfg);
-}
-
-// `seconds` of mono audio from `offset` seconds into a real song (Ogg Vorbis, 44.1 kHz stereo),
-// decoded with libsndfile and downmixed by the mean of the channels.
-std::vector<float> read_song(double offset, double seconds, int* sample_rate) {
-  const std::string path = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
-  SF_INFO info{};
-  SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
-  REQUIRE_MESSAGE(f != nullptr, "cannot open " << path << " (Debian package fretsonfire-songs-sectoid)");
-  *sample_rate = info.samplerate;
-  const sf_count_t start = static_cast<sf_count_t>(offset * info.samplerate);
-  const sf_count_t count = static_cast<sf_count_t>(seconds * info.samplerate);
-  REQUIRE(sf_seek(f, start, SEEK_SET) == start);
-  std::vector<float> interleaved(static_cast<size_t>(count * info.channels));
-  REQUIRE(sf_readf_float(f, interleaved.data(), count) == count);
-  sf_close(f);
-  std::vector<float> mono(static_cast<size_t>(count));
-  for (sf_count_t i = 0; i < count; ++i) {
-    float sum = 0;
-    for (int c = 0; c < info.channels; ++c) sum += interleaved[i * info.channels + c];
-    mono[i] = sum / info.channels;
-  }
-  return mono;
 }
 
 }  // namespace

@@ -12,15 +12,12 @@
 #include <vector>
 
 #include "engine/cpu/batchnorm.h"
+#include "tests/test_util.h"
 
 namespace {
 
-std::vector<double> random_vector(size_t n, double lo, double hi, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(n);
-  for (double& e : v) e = dist(rng);
-  return v;
-}
+using ds::test::max_normalised_error;
+using ds::test::random_doubles;
 
 // Shapes: x N×C×HW; gamma, beta C.
 struct BatchNormProblem {
@@ -36,16 +33,6 @@ struct BatchNormProblem {
     return l;
   }
 };
-
-// Max-normalised error: max|a−b| / max|b|, so tiny entries are judged against the gradient's scale.
-double max_normalised_error(const std::vector<double>& analytic, const std::vector<double>& numeric) {
-  double err = 0, scale = 0;
-  for (size_t k = 0; k < analytic.size(); ++k) {
-    err = std::max(err, std::abs(analytic[k] - numeric[k]));
-    scale = std::max(scale, std::abs(numeric[k]));
-  }
-  return err / scale;
-}
 
 std::vector<double> finite_difference(BatchNormProblem& p, std::vector<double>& wrt) {
   // h = 1e-5: truncation error ~h²·|f'''| ≈ 1e-10 and rounding ~1e-16·|loss|/h ≈ 1e-10 on this problem.
@@ -69,10 +56,10 @@ TEST_CASE("gradcheck batchnorm backward: dx, dgamma, dbeta against central diffe
   std::mt19937_64 rng(20240611);
   BatchNormProblem p{3, 3, 5 * 7, {}, {}, {}, {}};
   const size_t count = static_cast<size_t>(p.N * p.C * p.HW);
-  p.x = random_vector(count, -2.0, 3.0, rng);  // off-centre so the mean term matters
-  p.gamma = random_vector(p.C, 0.5, 1.5, rng);
-  p.beta = random_vector(p.C, -0.5, 0.5, rng);
-  p.output_weight = random_vector(count, -1.0, 1.0, rng);
+  p.x = random_doubles(count, -2.0, 3.0, rng);  // off-centre so the mean term matters
+  p.gamma = random_doubles(p.C, 0.5, 1.5, rng);
+  p.beta = random_doubles(p.C, -0.5, 0.5, rng);
+  p.output_weight = random_doubles(count, -1.0, 1.0, rng);
 
   // Analytic: dy = output_weight; dgamma/dbeta start from zero (they accumulate).
   std::vector<double> y(count), mean(p.C), invstd(p.C), running_mean(p.C, 0.0), running_var(p.C, 1.0);
@@ -94,8 +81,8 @@ TEST_CASE("gradcheck batchnorm backward: dgamma/dbeta accumulate, dx is written"
   std::mt19937_64 rng(7);
   const int64_t N = 2, C = 3, HW = 6;
   const size_t count = N * C * HW;
-  std::vector<double> x = random_vector(count, -1, 2, rng), dy = random_vector(count, -1, 1, rng);
-  std::vector<double> gamma = random_vector(C, 0.5, 1.5, rng), beta = random_vector(C, -1, 1, rng);
+  std::vector<double> x = random_doubles(count, -1, 2, rng), dy = random_doubles(count, -1, 1, rng);
+  std::vector<double> gamma = random_doubles(C, 0.5, 1.5, rng), beta = random_doubles(C, -1, 1, rng);
   std::vector<double> y(count), mean(C), invstd(C), running_mean(C, 0.0), running_var(C, 1.0);
   ds::cpu::batchnorm_forward_train(y.data(), mean.data(), invstd.data(), running_mean.data(), running_var.data(),
                                    x.data(), gamma.data(), beta.data(), N, C, HW, 0.1, 1e-5);

@@ -13,17 +13,16 @@
 
 #include "engine/conv_shape.h"
 #include "engine/cpu/conv.h"
+#include "tests/test_util.h"
 
 namespace {
 
 using ds::ConvShape;
 
-std::vector<double> conv_random(size_t n, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<double> v(n);
-  for (double& e : v) e = dist(rng);
-  return v;
-}
+using ds::test::max_normalised_error;
+
+// Inputs uniform in [-1, 1).
+std::vector<double> conv_random(size_t n, std::mt19937_64& rng) { return ds::test::random_doubles(n, -1.0, 1.0, rng); }
 
 void layer_forward(std::vector<double>& y, const std::vector<double>& x, const std::vector<double>& w,
                    const ConvShape& s) {
@@ -62,15 +61,6 @@ std::vector<double> conv_numeric_gradient(std::vector<double>& wrt, const std::v
   return grad;
 }
 
-double conv_max_normalised_error(const std::vector<double>& a, const std::vector<double>& b) {
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    err = std::max(err, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(b[i]));
-  }
-  return err / scale;
-}
-
 std::string describe(const ConvShape& s) {
   return std::string(s.transposed ? "ConvTranspose2d" : "Conv2d") + " N=" + std::to_string(s.N) +
          " C=" + std::to_string(s.C) + " " + std::to_string(s.H) + "x" + std::to_string(s.W) +
@@ -105,8 +95,8 @@ void gradcheck_conv_layer(const ConvShape& s, unsigned seed) {
   const std::vector<double> dw_numeric = conv_numeric_gradient(w, x, w, g, s);
   for (double v : dx) REQUIRE(std::isfinite(v));
   // 1e-9: the rounding bound above with three orders of margin; any wrong index gives O(1).
-  CHECK(conv_max_normalised_error(dx, dx_numeric) < 1e-9);
-  CHECK(conv_max_normalised_error(dw_increment, dw_numeric) < 1e-9);
+  CHECK(max_normalised_error(dx, dx_numeric) < 1e-9);
+  CHECK(max_normalised_error(dw_increment, dw_numeric) < 1e-9);
 
   // Accumulation: a second backward-filter call adds the same increment again.
   if (s.transposed)
@@ -193,18 +183,18 @@ TEST_CASE("gradcheck conv transposed = adjoint: ConvTranspose2d forward/backward
     std::vector<double> y_t(t.y_size()), y_c(t.y_size());
     ds::cpu::conv_transpose2d_forward(y_t.data(), x.data(), w.data(), t);
     ds::cpu::conv2d_backward_data(y_c.data(), x.data(), w.data(), c);
-    CHECK(conv_max_normalised_error(y_t, y_c) < 1e-14);  // same products, possibly summed in another order
+    CHECK(max_normalised_error(y_t, y_c) < 1e-14);  // same products, possibly summed in another order
 
     std::vector<double> dx_t(t.x_size()), dx_c(t.x_size());
     ds::cpu::conv_transpose2d_backward_data(dx_t.data(), dy.data(), w.data(), t);
     ds::cpu::conv2d_forward(dx_c.data(), dy.data(), w.data(), c);
-    CHECK(conv_max_normalised_error(dx_t, dx_c) < 1e-14);
+    CHECK(max_normalised_error(dx_t, dx_c) < 1e-14);
 
     // Weight gradient: Conv2d's backward-filter with x and dy swapped.
     std::vector<double> dw_t(t.w_size(), 0.0), dw_c(t.w_size(), 0.0);
     ds::cpu::conv_transpose2d_backward_filter(dw_t.data(), dy.data(), x.data(), t);
     ds::cpu::conv2d_backward_filter(dw_c.data(), /*dy=*/x.data(), /*x=*/dy.data(), c);
-    CHECK(conv_max_normalised_error(dw_t, dw_c) < 1e-14);
+    CHECK(max_normalised_error(dw_t, dw_c) < 1e-14);
   }
 }
 

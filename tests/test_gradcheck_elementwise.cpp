@@ -16,37 +16,24 @@
 #include "engine/cpu/adam.h"
 #include "engine/cpu/image.h"
 #include "engine/cpu/loss.h"
+#include "tests/test_util.h"
 
 namespace {
 
 constexpr int64_t kCount = 3 * 5 * 7;  // a batch of 3 5×7 maps: odd, not a multiple of anything
 
-std::vector<double> random_vector(size_t n, double lo, double hi, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(n);
-  for (double& e : v) e = dist(rng);
-  return v;
-}
+using ds::test::max_normalised_error;
+using ds::test::random_doubles;
 
 // Values with |x| in [1e-3, 2] and random signs: never at the ReLU kink, some close to it.
 std::vector<double> away_from_zero(size_t n, std::mt19937_64& rng) {
-  std::vector<double> v = random_vector(n, 1e-3, 2.0, rng);
+  std::vector<double> v = random_doubles(n, 1e-3, 2.0, rng);
   std::bernoulli_distribution negative(0.5);
   for (size_t k = 0; k < n; ++k) {
     if (k % 10 == 0) v[k] = 1e-3 + 1e-3 * double(k) / double(n);  // a few just above the kink
     if (negative(rng)) v[k] = -v[k];
   }
   return v;
-}
-
-// Max-normalised error: max|a−b| / max|b|, so tiny entries are judged against the gradient's scale.
-double max_normalised_error(const std::vector<double>& analytic, const std::vector<double>& numeric) {
-  double err = 0, scale = 0;
-  for (size_t k = 0; k < analytic.size(); ++k) {
-    err = std::max(err, std::abs(analytic[k] - numeric[k]));
-    scale = std::max(scale, std::abs(numeric[k]));
-  }
-  return err / scale;
 }
 
 // ∂loss/∂x by central differences, one coordinate at a time.
@@ -96,14 +83,14 @@ double activation_gradient_error(const Activation& act, const std::vector<double
 // by O(1).
 TEST_CASE("gradcheck relu backward against central differences (double, 3*5*7 elements)") {
   std::mt19937_64 rng(11);
-  const std::vector<double> x = away_from_zero(kCount, rng), w = random_vector(kCount, -1.0, 1.0, rng);
+  const std::vector<double> x = away_from_zero(kCount, rng), w = random_doubles(kCount, -1.0, 1.0, rng);
   const Activation relu{ds::cpu::relu_forward<double>, ds::cpu::relu_backward<double>};
   CHECK(activation_gradient_error(relu, x, w, 1e-6) <= 1e-7);
 }
 
 TEST_CASE("gradcheck leaky_relu backward against central differences (double, slope 0.2, 3*5*7 elements)") {
   std::mt19937_64 rng(12);
-  const std::vector<double> x = away_from_zero(kCount, rng), w = random_vector(kCount, -1.0, 1.0, rng);
+  const std::vector<double> x = away_from_zero(kCount, rng), w = random_doubles(kCount, -1.0, 1.0, rng);
   const double slope = 0.2;
   const Activation leaky{
       [&](double* y, const double* in, int64_t n) { ds::cpu::leaky_relu_forward(y, in, slope, n); },
@@ -115,14 +102,14 @@ TEST_CASE("gradcheck leaky_relu backward against central differences (double, sl
 // against gradients of size ~1, 1e-7 is two orders of margin, and 1 − y² vs 1 − x² or a missing dy is O(1).
 TEST_CASE("gradcheck tanh backward against central differences (double, 3*5*7 elements)") {
   std::mt19937_64 rng(13);
-  const std::vector<double> x = random_vector(kCount, -3.0, 3.0, rng), w = random_vector(kCount, -1.0, 1.0, rng);
+  const std::vector<double> x = random_doubles(kCount, -3.0, 3.0, rng), w = random_doubles(kCount, -1.0, 1.0, rng);
   const Activation tanh_op{ds::cpu::tanh_forward<double>, ds::cpu::tanh_backward<double>};
   CHECK(activation_gradient_error(tanh_op, x, w, 1e-5) <= 1e-7);
 }
 
 TEST_CASE("unit activations run in place (forward y == x, backward dx == dy)") {
   std::mt19937_64 rng(14);
-  const std::vector<double> x = away_from_zero(kCount, rng), dy = random_vector(kCount, -1.0, 1.0, rng);
+  const std::vector<double> x = away_from_zero(kCount, rng), dy = random_doubles(kCount, -1.0, 1.0, rng);
   std::vector<double> y(kCount), dx(kCount);
   ds::cpu::leaky_relu_forward(y.data(), x.data(), 0.2, kCount);
   ds::cpu::leaky_relu_backward(dx.data(), dy.data(), y.data(), 0.2, kCount);
@@ -139,7 +126,7 @@ TEST_CASE("unit activations run in place (forward y == x, backward dx == dy)") {
 // dloss ≠ 1 (the gradient is linear in it). Logits up to ±8 cover both σ branches and saturation.
 TEST_CASE("gradcheck bce_with_logits backward against central differences (double, n = 3*5*7, t = 0 and 1)") {
   std::mt19937_64 rng(15);
-  const std::vector<double> logits = random_vector(kCount, -8.0, 8.0, rng);
+  const std::vector<double> logits = random_doubles(kCount, -8.0, 8.0, rng);
   for (double target : {0.0, 1.0}) {
     for (double dloss : {1.0, -0.7}) {
       CAPTURE(target);
@@ -160,7 +147,7 @@ TEST_CASE("gradcheck bce_with_logits backward against central differences (doubl
 // textbook form overflows/loses everything while the stable one must stay exact: ℓ(±100, t) is known.
 TEST_CASE("unit bce_with_logits forward: stable form, mean probability, extreme logits, n = 0 refused") {
   std::mt19937_64 rng(16);
-  const std::vector<double> logits = random_vector(kCount, -8.0, 8.0, rng);
+  const std::vector<double> logits = random_doubles(kCount, -8.0, 8.0, rng);
   for (double target : {0.0, 1.0}) {
     double loss_sum = 0, probability_sum = 0;
     for (double x : logits) {
@@ -210,10 +197,10 @@ TEST_CASE("unit adam_step: the paper's form in double over 5 steps, and the firs
   std::mt19937_64 rng(17);
   const int64_t n = 29;
   const double lr = 2e-4, beta1 = 0.5, beta2 = 0.999, eps = 1e-8;
-  std::vector<double> p = random_vector(n, -1, 1, rng), m(n, 0.0), v(n, 0.0);
+  std::vector<double> p = random_doubles(n, -1, 1, rng), m(n, 0.0), v(n, 0.0);
   std::vector<double> p_paper = p, m_paper(n, 0.0), v_paper(n, 0.0);
   for (int64_t step = 1; step <= 5; ++step) {
-    const std::vector<double> g = random_vector(n, -1e-2, 1e-2, rng);
+    const std::vector<double> g = random_doubles(n, -1e-2, 1e-2, rng);
     const std::vector<double> p_before = p;
     ds::cpu::adam_step(p.data(), m.data(), v.data(), g.data(), n, lr, beta1, beta2, eps, step);
     for (int64_t i = 0; i < n; ++i) {

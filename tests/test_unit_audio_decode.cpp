@@ -19,6 +19,7 @@
 
 #include "audio/decode.h"
 #include "audio/slices.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 using namespace ds;
@@ -26,27 +27,12 @@ using namespace ds;
 namespace {
 
 const char* kFreedesktop = "/usr/share/sounds/freedesktop/stereo";
-const char* kSectoidSong = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
 constexpr double kPi = 3.14159265358979323846;
 
-std::string fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(DS_TEST_TMP) / "audio_decode" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
-
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+using ds::test::contains;
+using ds::test::error_of;
+using ds::test::fresh_dir;
+using ds::test::kSectoidSong;
 
 // Channel c of frame i: amplitude·(c+1)/channels · sin(2π f i / sr), so the mean of the channels is
 // the same sine scaled by (channels+1)/(2·channels) and every channel differs.
@@ -198,7 +184,7 @@ TEST_CASE("unit audio decode fretsonfire song.ogg: a real 2.4 min stereo song") 
 }
 
 TEST_CASE("unit audio decode every bit depth and lossless format written here decodes to the samples written") {
-  const std::string dir = fresh_dir("lossless");
+  const std::string dir = fresh_dir("audio_decode/lossless");
   struct Case {
     const char* name;
     int format;
@@ -243,7 +229,7 @@ TEST_CASE("unit audio decode every bit depth and lossless format written here de
 }
 
 TEST_CASE("unit audio decode lossy formats written here (Vorbis, Opus, MP3) keep frequency, level and length") {
-  const std::string dir = fresh_dir("lossy");
+  const std::string dir = fresh_dir("audio_decode/lossy");
   struct Case {
     const char* name;
     int format;
@@ -348,7 +334,7 @@ TEST_CASE("unit audio decode resample: identity, a real 96 kHz file, absurd rate
 }
 
 TEST_CASE("unit audio decode bad files throw a runtime_error naming the file and libsndfile's reason") {
-  const std::string dir = fresh_dir("bad");
+  const std::string dir = fresh_dir("audio_decode/bad");
   auto decode_error = [](const std::string& path) {
     std::string message;
     CHECK_THROWS_AS(decode_audio(path), std::runtime_error);
@@ -438,7 +424,7 @@ TEST_CASE("unit audio decode failures on parallel threads each report their own 
   // libsndfile keeps a failed open's reason in one global; decode_audio serialises opening so that
   // prepare's decoding threads never report another file's reason. Without that lock this test failed
   // 5 runs out of 5 here (2 cores, 20000 opens per thread, ~0.4 s); with it, never.
-  const std::string dir = fresh_dir("threads");
+  const std::string dir = fresh_dir("audio_decode/threads");
   const std::string text = dir + "/text.flac", missing = dir + "/missing.wav", good = dir + "/good.wav";
   std::ofstream(text) << std::string(1000, 'y');
   REQUIRE(write_sine(good, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 8000, 1, 440, 0.01, 0.5) == "");
@@ -461,7 +447,7 @@ TEST_CASE("unit audio decode failures on parallel threads each report their own 
 }
 
 TEST_CASE("unit audio decode find_audio_files: recursive, sorted, hidden skipped, bad files left to decode") {
-  const std::string dir = fresh_dir("scan");
+  const std::string dir = fresh_dir("audio_decode/scan");
   fs::create_directories(dir + "/b_show/set2");
   fs::create_directories(dir + "/a_show");
   fs::create_directories(dir + "/.cache");

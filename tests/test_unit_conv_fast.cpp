@@ -13,17 +13,14 @@
 #include "engine/conv_cpu_fast.h"
 #include "engine/conv_shape.h"
 #include "engine/cpu/conv.h"
+#include "tests/test_util.h"
 
 namespace {
 
 using ds::ConvShape;
 
-std::vector<float> fast_random(size_t n, std::mt19937_64& rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& e : v) e = dist(rng);
-  return v;
-}
+// Inputs uniform in [-1, 1).
+std::vector<float> fast_random(size_t n, std::mt19937_64& rng) { return ds::test::random_floats(n, -1.0f, 1.0f, rng); }
 std::vector<double> widen(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
 std::vector<double> magnitude(const std::vector<float>& v) {
   std::vector<double> m(v.size());

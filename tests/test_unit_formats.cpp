@@ -21,38 +21,22 @@
 #include "engine/npy.h"
 #include "engine/png.h"
 #include "engine/safetensors.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 using namespace ds;
 
 namespace {
 
-// A fresh, empty folder under the build tree's test tmp for one test case.
-std::string fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(DS_TEST_TMP) / "formats" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using ds::test::contains;
+using ds::test::error_of;
+using ds::test::fresh_dir;
 
 std::string fixture(const std::string& name) { return std::string(DS_SOURCE_DIR) + "/tests/fixtures/" + name; }
 
 void write_raw(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
-
-// The message of the std::exception fn throws ("" if it does not throw).
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 float bits_float(uint32_t u) {
   float f;
@@ -127,7 +111,7 @@ TEST_CASE("unit npy float16 conversion is exact for every half and rounds to nea
 // ---- npy ---------------------------------------------------------------------------------------
 
 TEST_CASE("unit npy round trip of every dtype and awkward shapes") {
-  const std::string dir = fresh_dir("npy_round_trip");
+  const std::string dir = fresh_dir("formats/npy_round_trip");
   std::mt19937 rng(7);
   const std::vector<std::vector<int64_t>> shapes = {{2, 3, 5}, {7}, {}, {0, 4}, {1, 1, 3, 2}};
   for (DType dtype : {DType::U8, DType::F16, DType::F32, DType::F64, DType::I32, DType::I64}) {
@@ -180,7 +164,7 @@ TEST_CASE("unit npy reads numpy's float16 file byte for byte") {
 }
 
 TEST_CASE("unit npy rejects missing, corrupt and unsupported files naming them") {
-  const std::string dir = fresh_dir("npy_bad");
+  const std::string dir = fresh_dir("formats/npy_bad");
   CHECK(contains(error_of([&] { read_npy(dir + "/missing.npy"); }), dir + "/missing.npy"));
 
   write_raw(dir + "/magic.npy", {'N', 'O', 'T', 'N', 'P', 'Y', 1, 0, 0, 0, 0, 0});
@@ -236,7 +220,7 @@ TEST_CASE("unit npy rejects missing, corrupt and unsupported files naming them")
 // ---- safetensors -------------------------------------------------------------------------------
 
 TEST_CASE("unit safetensors round trip, reference layout, metadata") {
-  const std::string dir = fresh_dir("safetensors_round_trip");
+  const std::string dir = fresh_dir("formats/safetensors_round_trip");
   SafeTensorsFile file;
   const std::vector<float> weight = {0.5f, -1.25f, 3.0f, 1e-30f, -0.0f, 7.0f};
   const int64_t count = 123456789012345;
@@ -323,7 +307,7 @@ TEST_CASE("unit safetensors reads a file written by an independent writer") {
 }
 
 TEST_CASE("unit safetensors rejects corrupt files naming them") {
-  const std::string dir = fresh_dir("safetensors_bad");
+  const std::string dir = fresh_dir("formats/safetensors_bad");
   auto make = [&](const std::string& name, std::string header, const std::vector<uint8_t>& data) {
     std::vector<uint8_t> out(8);
     for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(uint64_t(header.size()) >> (8 * i));
@@ -385,7 +369,7 @@ TEST_CASE("unit safetensors rejects corrupt files naming them") {
 // ---- atomic writes -----------------------------------------------------------------------------
 
 TEST_CASE("unit atomic write replaces whole files and keeps the old one on failure") {
-  const std::string dir = fresh_dir("atomic");
+  const std::string dir = fresh_dir("formats/atomic");
   const std::string path = dir + "/state.txt";
   write_text_atomic(path, "first");
   write_text_atomic(path, "second version");
@@ -413,7 +397,7 @@ TEST_CASE("unit atomic write replaces whole files and keeps the old one on failu
 // ---- PNG grids ---------------------------------------------------------------------------------
 
 TEST_CASE("unit png grid layout, pixel mapping and a lossless round trip") {
-  const std::string dir = fresh_dir("png");
+  const std::string dir = fresh_dir("formats/png");
   for (int channels : {1, 3}) {
     const int n = 10, h = 5, w = 3;
     std::vector<float> images(static_cast<size_t>(n) * channels * h * w);
@@ -525,7 +509,7 @@ TEST_CASE("unit prepare-images dcgan sizes") {
 TEST_CASE("unit prepare-images Fashion-MNIST IDX: 28x28 centred on zero padding, bytes unchanged") {
   const std::string idx = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
   REQUIRE_MESSAGE(fs::exists(idx), "install Debian's dataset-fashion-mnist");
-  const std::string dir = fresh_dir("idx");
+  const std::string dir = fresh_dir("formats/idx");
   PrepareImagesOptions options;
   options.limit = 50;
   options.progress = false;
@@ -594,7 +578,7 @@ TEST_CASE("unit prepare-images Fashion-MNIST IDX: 28x28 centred on zero padding,
 // ---- prepare-images on a folder ----------------------------------------------------------------
 
 TEST_CASE("unit prepare-images folder: crop, composite, antialias, skip bad files") {
-  const std::string dir = fresh_dir("folder");
+  const std::string dir = fresh_dir("formats/folder");
   const std::string in = dir + "/photos";
   fs::create_directories(in + "/sub");
   auto png = [&](const std::string& name, int w, int h, int c, const std::vector<uint8_t>& px) {
@@ -713,7 +697,7 @@ TEST_CASE("unit prepare-images folder: crop, composite, antialias, skip bad file
 }
 
 TEST_CASE("unit prepare-images errors name the folder, file or flag") {
-  const std::string dir = fresh_dir("errors");
+  const std::string dir = fresh_dir("formats/errors");
   PrepareImagesOptions options;
   options.progress = false;
   fs::create_directories(dir + "/empty");
@@ -753,7 +737,7 @@ TEST_CASE("unit prepare-images errors name the folder, file or flag") {
 }
 
 TEST_CASE("unit prepare-images load_image_dataset accepts uint8 and float16 4-D only") {
-  const std::string dir = fresh_dir("load");
+  const std::string dir = fresh_dir("formats/load");
   const std::vector<uint16_t> halves = {float_to_half(-1.0f), float_to_half(0.5f), float_to_half(1.0f),
                                         float_to_half(-0.25f)};
   write_npy(dir + "/mel.npy", DType::F16, {2, 1, 1, 2}, halves.data());

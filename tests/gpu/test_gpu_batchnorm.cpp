@@ -14,29 +14,17 @@
 #include "engine/cuda_context.h"
 #include "engine/device_buffer.h"
 #include "kernels/batchnorm.h"
+#include "tests/test_util.h"
 
 namespace {
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<float> random_floats(size_t n, float lo, float hi, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& e : v) e = dist(rng);
-  return v;
-}
+using ds::test::kNaN;
+using ds::test::poisoned;
+using ds::test::random_floats;
 
 // max|a−b| / max(1, max|b|); NaN anywhere (an unwritten poisoned element) counts as infinite error.
 double normalised_error(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  double err = 0, scale = 1;
-  for (size_t k = 0; k < got.size(); ++k) {
-    const double d = std::abs(double(got[k]) - double(want[k]));
-    if (std::isnan(d)) return std::numeric_limits<double>::infinity();
-    err = std::max(err, d);
-    scale = std::max(scale, std::abs(double(want[k])));
-  }
-  return err / scale;
+  return ds::test::normalised_error(got, want, 1.0);
 }
 
 // The kernels and the reference compute the same double sums in a different order, so a per-channel
@@ -47,10 +35,7 @@ constexpr double kTolerance = 1e-6;
 
 using ds::DeviceBuffer;
 
-std::vector<float> download(const DeviceBuffer<float>& b) {
-  ds::CudaContext::get().synchronize();  // the kernels ran on the context's stream
-  return b.download();
-}
+using ds::test::download;
 
 struct Size {
   int64_t N, C, HW;
@@ -107,9 +92,9 @@ void check_batchnorm_against_reference(Size s, uint32_t seed) {
       ds::cpu::batchnorm_forward_train(y_ref.data(), saved_mean_ref.data(), saved_invstd_ref.data(), rm_ref.data(),
                                        rv_ref.data(), x.data(), gamma.data(), beta.data(), s.N, s.C, s.HW, momentum,
                                        eps);
-      auto d_y = DeviceBuffer<float>::from_host(std::vector<float>(count, kNaN));
-      auto d_mean = DeviceBuffer<float>::from_host(std::vector<float>(C, kNaN));
-      auto d_invstd = DeviceBuffer<float>::from_host(std::vector<float>(C, kNaN));
+      auto d_y = poisoned(count, kNaN);
+      auto d_mean = poisoned(C, kNaN);
+      auto d_invstd = poisoned(C, kNaN);
       auto d_rm = DeviceBuffer<float>::from_host(running_mean0), d_rv = DeviceBuffer<float>::from_host(running_var0);
       ds::kcuda::batchnorm_forward_train(d_y.get(), d_mean.get(), d_invstd.get(), d_rm.get(), d_rv.get(), d_x.get(),
                                          d_gamma.get(), d_beta.get(), s.N, s.C, s.HW, momentum, eps, stream);
@@ -136,7 +121,7 @@ void check_batchnorm_against_reference(Size s, uint32_t seed) {
     std::vector<float> dx_ref(count), dgamma_ref = dgamma0, dbeta_ref = dbeta0;
     ds::cpu::batchnorm_backward(dx_ref.data(), dgamma_ref.data(), dbeta_ref.data(), dy.data(), x.data(), gamma.data(),
                                 saved_mean_ref.data(), saved_invstd_ref.data(), s.N, s.C, s.HW);
-    auto d_dx = DeviceBuffer<float>::from_host(std::vector<float>(count, kNaN));
+    auto d_dx = poisoned(count, kNaN);
     auto d_dgamma = DeviceBuffer<float>::from_host(dgamma0), d_dbeta = DeviceBuffer<float>::from_host(dbeta0);
     auto d_dy = DeviceBuffer<float>::from_host(dy);
     auto d_mean = DeviceBuffer<float>::from_host(saved_mean_ref);

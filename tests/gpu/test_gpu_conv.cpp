@@ -14,18 +14,15 @@
 #include "engine/cuda_context.h"
 #include "engine/cudnn_conv.h"
 #include "engine/device_buffer.h"
+#include "tests/test_util.h"
 
 namespace {
 
 using ds::ConvShape;
 using ds::DeviceBuffer;
 
-std::vector<float> gpu_random(size_t n, std::mt19937_64& rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& e : v) e = dist(rng);
-  return v;
-}
+// Inputs uniform in [-1, 1).
+std::vector<float> gpu_random(size_t n, std::mt19937_64& rng) { return ds::test::random_floats(n, -1.0f, 1.0f, rng); }
 
 // Max-normalised error max|a−b| / max|b|. 1e-4: float data with FMA-only kernels; the heuristics may
 // pick FFT or Winograd algorithms, whose error is norm-wise (~1e-6..1e-5 of the largest output for these

@@ -28,48 +28,21 @@
 #include "kernels/fill.h"
 #include "kernels/image.h"
 #include "kernels/loss.h"
+#include "tests/test_util.h"
 
 namespace {
 
 using ds::DeviceBuffer;
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+using ds::test::count_mismatches;
+using ds::test::download;
+using ds::test::kNaN;
+using ds::test::normalised_error;
+using ds::test::random_floats;
+
 constexpr int64_t kSizes[] = {1, 255, 257, 1000003};
 
-std::vector<float> random_floats(size_t n, float lo, float hi, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& e : v) e = dist(rng);
-  return v;
-}
-
-size_t count_mismatches(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  size_t bad = 0;
-  for (size_t k = 0; k < got.size(); ++k) bad += std::memcmp(&got[k], &want[k], sizeof(float)) != 0;
-  return bad;
-}
-
-// max|a−b| / max(floor, max|b|); NaN anywhere (an unwritten poisoned element) counts as infinite error.
-double normalised_error(const std::vector<float>& got, const std::vector<float>& want, double floor) {
-  REQUIRE(got.size() == want.size());
-  double err = 0, scale = floor;
-  for (size_t k = 0; k < got.size(); ++k) {
-    const double d = std::abs(double(got[k]) - double(want[k]));
-    if (std::isnan(d)) return std::numeric_limits<double>::infinity();
-    err = std::max(err, d);
-    scale = std::max(scale, std::abs(double(want[k])));
-  }
-  return err / scale;
-}
-
 cudaStream_t stream() { return ds::CudaContext::get().stream(); }
-
-template <class T>
-std::vector<T> download(const DeviceBuffer<T>& b) {
-  ds::CudaContext::get().synchronize();  // the kernels ran on the context's stream
-  return b.download();
-}
 
 // cudaMemcpy from pageable memory may return before its DMA lands, and the context's stream is
 // non-blocking (it does not wait for the legacy default stream the copy used): wait for the device

@@ -30,63 +30,22 @@
 #include "engine/device_buffer.h"
 #include "engine/rng.h"
 #include "kernels/griffin_lim.h"
+#include "tests/test_util.h"
 
 namespace {
 
 using ds::complexf;
 using ds::DeviceBuffer;
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-template <class T>
-std::vector<T> download(const DeviceBuffer<T>& b) {
-  ds::CudaContext::get().synchronize();
-  return b.download();
-}
-
-template <class T>
-DeviceBuffer<T> poisoned(size_t n, T poison) {
-  return DeviceBuffer<T>::from_host(std::vector<T>(n, poison));
-}
-
-// max |got − want| in units of want's float ulp (NaN: infinite).
-double max_ulps(const float* got, const float* want, size_t n) {
-  double worst = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double d = std::abs(double(got[i]) - double(want[i]));
-    if (std::isnan(d)) return std::numeric_limits<double>::infinity();
-    const float a = std::abs(want[i]);
-    const double ulp = a == 0.0f ? std::numeric_limits<float>::denorm_min()
-                                 : std::nextafter(a, std::numeric_limits<float>::infinity()) - a;
-    worst = std::max(worst, d / ulp);
-  }
-  return worst;
-}
+using ds::test::download;
+using ds::test::kNaN;
+using ds::test::max_ulps;
+using ds::test::poisoned;
+using ds::test::read_song;
 
 std::vector<float2> to_float2(const std::vector<complexf>& v) {
   std::vector<float2> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = {v[i].real(), v[i].imag()};
   return out;
-}
-
-std::vector<float> read_song(double offset, double seconds, int* sample_rate) {
-  const std::string path = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
-  SF_INFO info{};
-  SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
-  REQUIRE_MESSAGE(f != nullptr, "cannot open " << path << " (Debian package fretsonfire-songs-sectoid)");
-  *sample_rate = info.samplerate;
-  const sf_count_t start = static_cast<sf_count_t>(offset * info.samplerate);
-  const sf_count_t count = static_cast<sf_count_t>(seconds * info.samplerate);
-  REQUIRE(sf_seek(f, start, SEEK_SET) == start);
-  std::vector<float> interleaved(static_cast<size_t>(count * info.channels));
-  REQUIRE(sf_readf_float(f, interleaved.data(), count) == count);
-  sf_close(f);
-  std::vector<float> mono(static_cast<size_t>(count));
-  for (sf_count_t i = 0; i < count; ++i) {
-    float sum = 0;
-    for (int c = 0; c < info.channels; ++c) sum += interleaved[i * info.channels + c];
-    mono[i] = sum / info.channels;
-  }
-  return mono;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // shared by the CPU reference, the fast CPU path and the cuDNN wrappers so all three agree on sizes.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -40,6 +41,8 @@ struct ConvShape {
     if (stride_h <= 0 || stride_w <= 0) fail("stride must be positive");
     if (pad_h < 0 || pad_w < 0) fail("padding must be non-negative");
     if (!transposed && (H + 2 * pad_h < R || W + 2 * pad_w < S)) fail("kernel larger than the padded input");
+    // cuDNN's legacy API takes int sizes; larger tensors would need splitting along the batch.
+    if (x_size() > size_t(INT32_MAX) || y_size() > size_t(INT32_MAX)) fail("tensor larger than 2^31 elements");
     if (out_h() <= 0 || out_w() <= 0) fail("output would be empty");
   }
 };

@@ -111,11 +111,16 @@ struct AlgoChoice {
 // honours the math mode wins. Exact mode: only CUDNN_FMA_MATH results, the same condition PyTorch
 // asserts for float convolutions without TF32 (Conv_v7.cpp, ASSERT_CORRECT_PRECISION).
 // CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION may convert float data down to half: never taken.
+// Only deterministic algorithms (e.g. not BWD_FILTER_ALGO_0/3 or BWD_DATA_ALGO_0, which accumulate
+// with atomics): every custom kernel is deterministic too, so two runs, and a resumed run, give the
+// same weights on one GPU — the filter PyTorch applies under torch.backends.cudnn.deterministic
+// (Conv_v7.cpp, getValidAlgorithms: perf.determinism == CUDNN_DETERMINISTIC).
 template <class Perf>
 const Perf* pick(const Perf* perf, int count, size_t limit, bool exact) {
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[i];
     if (p.status != CUDNN_STATUS_SUCCESS || p.memory > limit) continue;
+    if (p.determinism != CUDNN_DETERMINISTIC) continue;
     if (p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
     if (exact && p.mathType != CUDNN_FMA_MATH) continue;
     return &p;

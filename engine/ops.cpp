@@ -267,7 +267,16 @@ void check_conv_tensor(const char* op, const char* role, const Tensor& t, const 
 }
 }  // namespace
 
+namespace {
+void check_conv_device(const char* op, Device device, const Tensor& a, const Tensor& b, const Tensor& c) {
+  if (a.device() != device || b.device() != device || c.device() != device)
+    throw std::invalid_argument(std::string(op) + ": tensors must be on " + device_name(device) +
+                                ", where this layer was built");
+}
+}  // namespace
+
 void ConvOp::forward(Tensor& y, const Tensor& x, const Tensor& w) {
+  check_conv_device("conv forward", device_, y, x, w);
   check_conv_tensor("conv forward", "x", x, conv_input_shape(g_));
   check_conv_tensor("conv forward", "y", y, conv_output_shape(g_));
   check_conv_tensor("conv forward", "w", w, conv_weight_shape(g_));
@@ -282,6 +291,8 @@ void ConvOp::forward(Tensor& y, const Tensor& x, const Tensor& w) {
 void ConvOp::backward_data(Tensor& dx, const Tensor& dy, const Tensor& w) {
   check_conv_tensor("conv backward_data", "dx", dx, conv_input_shape(g_));
   check_conv_tensor("conv backward_data", "dy", dy, conv_output_shape(g_));
+  check_conv_tensor("conv backward_data", "w", w, conv_weight_shape(g_));
+  check_conv_device("conv backward_data", device_, dx, dy, w);
   if (device_ == Device::CUDA)
     cuda_->conv.backward_data(dx.data(), dy.data(), w.data());
   else if (g_.transposed)
@@ -292,6 +303,9 @@ void ConvOp::backward_data(Tensor& dx, const Tensor& dy, const Tensor& w) {
 
 void ConvOp::backward_filter(Tensor& dw, const Tensor& dy, const Tensor& x) {
   check_conv_tensor("conv backward_filter", "dw", dw, conv_weight_shape(g_));
+  check_conv_tensor("conv backward_filter", "dy", dy, conv_output_shape(g_));
+  check_conv_tensor("conv backward_filter", "x", x, conv_input_shape(g_));
+  check_conv_device("conv backward_filter", device_, dw, dy, x);
   if (device_ == Device::CUDA)
     cuda_->conv.backward_filter(dw.data(), dy.data(), x.data());
   else if (g_.transposed)

@@ -124,6 +124,12 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
   normal_noise(m.fixed_noise, cfg_.seed, kStreamFixedNoise, 0);
   if (data_.dtype == DType::U8) {
     if (dev == Device::CUDA) {
+      size_t free_bytes = 0, total_bytes = 0;
+      DS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+      if (data_.pixels.size() > free_bytes)
+        throw std::runtime_error("--data " + cfg_.data_path + ": the dataset (" +
+                                 std::to_string(data_.pixels.size() >> 20) + " MiB) does not fit in the GPU's free " +
+                                 std::to_string(free_bytes >> 20) + " MiB (use fewer images, or --device cpu)");
       m.data_u8_dev = DeviceBuffer<uint8_t>::from_host(data_.pixels);
     } else {
       m.data_u8_host = data_.pixels;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
@@ -110,6 +111,18 @@ std::vector<float> slerp(const float* a, const float* b, int64_t n, double t) {
 
 // ---- inversion -------------------------------------------------------------------------------
 
+// One GriffinLimGpu (cuFFT plans and buffers) reused across the slices of a listen call: every
+// slice of a dataset or a generator has the same STFT layout, so planning once is enough.
+static GriffinLimGpu& cached_griffin_lim_gpu(const MelParams& p, int64_t frames) {
+  static std::unique_ptr<GriffinLimGpu> cached;
+  const bool same = cached && cached->frames() == frames && cached->params().sr == p.sr &&
+                    cached->params().n_fft == p.n_fft && cached->params().hop == p.hop &&
+                    cached->params().win == p.win && cached->params().center == p.center &&
+                    cached->params().pad_mode == p.pad_mode;
+  if (!same) cached = std::make_unique<GriffinLimGpu>(p, frames);
+  return *cached;
+}
+
 std::vector<float> invert_mel_image(const float* image, const MelParams& p, double ref_db,
                                     const ListenOptions& options, double* spectral_convergence) {
   const int64_t L = p.slice_samples();
@@ -137,7 +150,7 @@ std::vector<float> invert_mel_image(const float* image, const MelParams& p, doub
   // same initial phases: audio/griffin_lim_gpu.h).
   std::vector<float> audio =
       options.device == Device::CUDA
-          ? GriffinLimGpu(p, frames).run(magnitude.data(), options.gl_iters, options.momentum, options.seed, L)
+          ? cached_griffin_lim_gpu(p, frames).run(magnitude.data(), options.gl_iters, options.momentum, options.seed, L)
           : griffin_lim(magnitude.data(), frames, p, options.gl_iters, options.momentum, options.seed, L);
 
   if (spectral_convergence) {

@@ -229,6 +229,33 @@ void normal_noise(Tensor& out, uint64_t seed, uint32_t rng_stream, uint64_t offs
     Philox(seed, rng_stream, offset).fill_normal(out.data(), 0.f, 1.f, out.numel());
 }
 
+void gather_images_at(Tensor& out, const uint8_t* images, const int32_t* permutation, const int64_t* position,
+                      int64_t n, int64_t image_size) {
+  if (out.numel() != n * image_size)
+    throw std::invalid_argument("gather_images_at: " + shape_str(out.shape()) + " for " + std::to_string(n) +
+                                " images of " + std::to_string(image_size));
+  if (out.on_cuda())
+    kcuda::images_u8_to_float_at(out.data(), images, permutation, position, n, image_size, stream());
+  else
+    cpu::images_u8_to_float(out.data(), images, permutation + *position, n, image_size);
+}
+
+void gather_rows_at(Tensor& out, const Tensor& rows, const int32_t* permutation, const int64_t* position, int64_t n) {
+  const int64_t row_size = rows.dim(0) ? rows.numel() / rows.dim(0) : 0;
+  if (out.numel() != n * row_size) throw std::invalid_argument("gather_rows_at: " + shape_str(out.shape()));
+  if (same_device("gather_rows_at", out, rows) == Device::CUDA)
+    kcuda::gather_rows_at(out.data(), rows.data(), permutation, position, n, row_size, stream());
+  else
+    cpu::gather_rows(out.data(), rows.data(), permutation + *position, n, row_size);
+}
+
+void normal_noise_at(Tensor& out, uint64_t seed, uint32_t rng_stream, const int64_t* step, uint64_t tuples_per_step) {
+  if (out.on_cuda())
+    kcuda::normal_fill_at(out.data(), 0.f, 1.f, seed, rng_stream, step, tuples_per_step, out.numel(), stream());
+  else
+    Philox(seed, rng_stream, static_cast<uint64_t>(*step) * tuples_per_step).fill_normal(out.data(), 0.f, 1.f, out.numel());
+}
+
 // ---- convolution ----
 Shape conv_input_shape(const ConvShape& s) { return {s.N, s.C, s.H, s.W}; }
 Shape conv_output_shape(const ConvShape& s) { return {s.N, s.K, s.out_h(), s.out_w()}; }

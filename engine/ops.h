@@ -68,6 +68,13 @@ void gather_images(Tensor& out, const uint8_t* images, const int32_t* indices, i
 void normal_noise(Tensor& out, uint64_t seed, uint32_t stream, uint64_t offset);
 // out (n, ...) = rows[indices[i]] of a float dataset on out's device.
 void gather_rows(Tensor& out, const Tensor& rows, const int32_t* indices, int64_t n);
+// The same three with the per-step value read where the data lives (device memory on CUDA, so a
+// captured step replays with the current value; see kernels/image.h and kernels/rng.h):
+// indices = permutation + *position; noise offset = (*step)·tuples_per_step.
+void gather_images_at(Tensor& out, const uint8_t* images, const int32_t* permutation, const int64_t* position,
+                      int64_t n, int64_t image_size);
+void gather_rows_at(Tensor& out, const Tensor& rows, const int32_t* permutation, const int64_t* position, int64_t n);
+void normal_noise_at(Tensor& out, uint64_t seed, uint32_t stream, const int64_t* step, uint64_t tuples_per_step);
 
 // ---- convolution: a plan per layer shape (cuDNN descriptors + algorithms on CUDA) ----
 // Shapes as Tensor shapes: the op's input, output and weight (ConvTranspose2d: C×K×R×S).

@@ -1,7 +1,25 @@
 // The training loop (see trainer.h): one step exactly as PyTorch's examples/dcgan, checkpoints,
 // samples, logs, resume.
+//
+// CUDA graphs. On CUDA, Trainer::step enqueues the same kernels with the same arguments every step,
+// so the step can be captured once and replayed: every per-step value lives in device memory and is
+// advanced there by one-thread kernels: the batch cursor into the double-buffered data order
+// (images_u8_to_float_at / gather_rows_at, then advance_batch_cursor), the noise step
+// (normal_fill_at, then advance_counter) and Adam's step counters (AdamCounter). Capturable: the gather,
+// the noise and everything in gan_step. NOT captured, enqueued on the same stream between steps by
+// the host: the copies of an epoch's order into its half of the buffer (cudaMemcpyAsync from pinned
+// staging, listed by DataOrder::uploads_due: one when an epoch starts, for the epoch after it; two on
+// the first step and after a resume), each preceded by a host wait on the copy that last read the
+// same staging buffer, enqueued two epochs earlier (done unless the GPU lags the host by two epochs;
+// with one batch per epoch this bounds how far the host runs ahead to two steps).
+// The host mirrors all bookkeeping deterministically (DataOrder, step_, AdamCounter::step()), so a
+// step never reads the device; only logging (stats.to_host), samples, checkpoints (which read the
+// weights, moments and the host mirror) and the finiteness check synchronise, every log_every /
+// sample_every / checkpoint_every steps. Not done here: the capture itself (cudaStreamBeginCapture
+// around step's launches), which also needs cuDNN's calls to be capturable with their workspace.
 #include "engine/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +36,8 @@
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "engine/tensorboard.h"
+#include "kernels/image.h"
+#include "kernels/rng.h"
 
 namespace fs = std::filesystem;
 
@@ -81,17 +101,123 @@ void gan_step(Generator& G, Discriminator& D, GanStepState& st, const Tensor& re
   adam_step(G.params(), st.mG, st.vG, G.grads(), adam, st.stepG);
 }
 
+DataOrder::DataOrder(uint64_t seed, uint32_t rng_stream, int64_t count, int64_t batch)
+    : count_(count), batch_(batch), rng_(seed, rng_stream) {}
+
+void DataOrder::draw(std::vector<int32_t>& order, Philox& rng) const {
+  const std::vector<int64_t> drawn = rng.permutation(count_);
+  order.assign(drawn.begin(), drawn.end());
+}
+
+int64_t DataOrder::next_batch() {
+  if (permutation_.empty() || position_ + batch_ > count_) {
+    if (next_valid_) {  // drawn ahead for the device: the same numbers rng_ would draw now
+      permutation_.swap(next_permutation_);
+      rng_.restore(next_rng_);
+      next_valid_ = false;
+    } else {
+      draw(permutation_, rng_);
+    }
+    position_ = 0;
+    if (!permutation_.empty()) ++epoch_;
+  }
+  const int64_t first = position_;
+  position_ += batch_;
+  return first;
+}
+
+void DataOrder::restore(std::vector<int32_t> permutation, int64_t position, int64_t epoch, const PhiloxState& rng) {
+  permutation_ = std::move(permutation);
+  position_ = position;
+  epoch_ = epoch;
+  rng_.restore(rng);
+  next_valid_ = false;
+  uploaded_through_ = 0;
+}
+
+int64_t DataOrder::device_cursor() const {
+  if (permutation_.empty() || position_ + batch_ > count_) return ((epoch_ + 1) % 2) * count_;
+  return (epoch_ % 2) * count_ + position_;
+}
+
+int DataOrder::uploads_due(Upload due[2]) {
+  int n = 0;
+  for (int64_t e = std::max(uploaded_through_ + 1, epoch_); e <= epoch_ + 1; ++e) {
+    if (e == epoch_) {
+      due[n++] = {e % 2, permutation_.data()};
+    } else {
+      if (!next_valid_) {
+        Philox ahead(rng_.state());
+        draw(next_permutation_, ahead);
+        next_rng_ = ahead.state();
+        next_valid_ = true;
+      }
+      due[n++] = {e % 2, next_permutation_.data()};
+    }
+  }
+  uploaded_through_ = std::max(uploaded_through_, epoch_ + 1);
+  return n;
+}
+
+namespace {
+// The CUDA side of the data order and noise (see the file comment): device memory the step's kernels
+// read, and pinned staging for the order copies, one buffer per half so a copy still in flight is
+// never overwritten.
+struct DeviceStepState {
+  DeviceBuffer<int32_t> orders;      // 2×count: epoch e's order in half e % 2
+  DeviceBuffer<int64_t> cursor{1};   // half·count + index of the next batch's first row
+  DeviceBuffer<int64_t> noise_step{1};  // the step number the next noise draw belongs to
+  int32_t* staging[2] = {nullptr, nullptr};
+  cudaEvent_t staged_copy_done[2] = {nullptr, nullptr};
+  int64_t count;
+
+  explicit DeviceStepState(int64_t n) : orders(static_cast<size_t>(2 * n)), count(n) {
+    for (int h = 0; h < 2; ++h) {
+      DS_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging[h]), static_cast<size_t>(n) * sizeof(int32_t),
+                                  cudaHostAllocDefault));
+      DS_CUDA_CHECK(cudaEventCreateWithFlags(&staged_copy_done[h], cudaEventDisableTiming));
+    }
+  }
+  ~DeviceStepState() {
+    for (int h = 0; h < 2; ++h) {
+      if (staged_copy_done[h]) cudaEventDestroy(staged_copy_done[h]);
+      if (staging[h]) cudaFreeHost(staging[h]);
+    }
+  }
+  DeviceStepState(const DeviceStepState&) = delete;
+  DeviceStepState& operator=(const DeviceStepState&) = delete;
+
+  // Host-side values after construction or resume (synchronous: never inside a step).
+  void set(int64_t cursor_value, int64_t step) {
+    cursor.upload(&cursor_value, 1);
+    noise_step.upload(&step, 1);
+  }
+  // Enqueues the copies `order` lists as due (not part of a captured step; see the file comment).
+  void upload_due(DataOrder& order) {
+    DataOrder::Upload due[2];
+    const int n = order.uploads_due(due);
+    cudaStream_t stream = CudaContext::get().stream();
+    for (int i = 0; i < n; ++i) {
+      const int64_t h = due[i].half;
+      // The last copy out of this staging buffer was enqueued two epochs ago.
+      DS_CUDA_CHECK(cudaEventSynchronize(staged_copy_done[h]));
+      std::copy(due[i].order, due[i].order + count, staging[h]);
+      DS_CUDA_CHECK(cudaMemcpyAsync(orders.get() + h * count, staging[h], static_cast<size_t>(count) * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, stream));
+      DS_CUDA_CHECK(cudaEventRecord(staged_copy_done[h], stream));
+    }
+  }
+};
+}  // namespace
+
 struct Trainer::Impl {
   Tensor real, z;
   std::unique_ptr<GanStepState> gan;
   Tensor data_f32;                     // float datasets (mels), on the training device
   std::vector<uint8_t> data_u8_host;   // uint8 datasets on the CPU
   DeviceBuffer<uint8_t> data_u8_dev;   // uint8 datasets on the GPU
-  std::vector<int32_t> permutation;    // current epoch's order
-  DeviceBuffer<int32_t> permutation_dev;
-  int64_t position = 0;                // next index into permutation
-  int64_t epoch = 0;
-  std::unique_ptr<Philox> data_rng;
+  std::unique_ptr<DataOrder> order;
+  std::unique_ptr<DeviceStepState> device_step;  // CUDA only
   std::unique_ptr<Generator> sampler;  // G with batch n_samples for the fixed-noise grids
   Tensor fixed_noise;
   std::string last_good_checkpoint;
@@ -137,8 +263,8 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
   } else {
     m.data_f32 = Tensor::from_host(data_.values, {data_.count, data_.channels, data_.height, data_.width}, dev);
   }
-  if (dev == Device::CUDA) m.permutation_dev = DeviceBuffer<int32_t>(data_.count);
-  m.data_rng = std::make_unique<Philox>(cfg_.seed, kStreamData);
+  m.order = std::make_unique<DataOrder>(cfg_.seed, kStreamData, data_.count, cfg_.batch);
+  if (dev == Device::CUDA) m.device_step = std::make_unique<DeviceStepState>(data_.count);
   G_->init_weights(cfg_.seed, kStreamInitG);
   D_->init_weights(cfg_.seed, kStreamInitD);
   fs::create_directories(cfg_.out_dir);
@@ -174,22 +300,20 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
         perm_it != file.tensors.end() && perm_it->second.shape.size() == 1 && perm_it->second.shape[0] == 0 ? 0
                                                                                                              : data_.count;
     const SafeTensor& perm = file.get("data.permutation", DType::I32, {perm_count});
-    m.permutation.assign(reinterpret_cast<const int32_t*>(perm.data.data()),
-                         reinterpret_cast<const int32_t*>(perm.data.data()) + perm_count);
+    std::vector<int32_t> permutation(reinterpret_cast<const int32_t*>(perm.data.data()),
+                                     reinterpret_cast<const int32_t*>(perm.data.data()) + perm_count);
     const int64_t* order = reinterpret_cast<const int64_t*>(file.get("data.state", DType::I64, {7}).data.data());
-    m.position = order[0];
-    m.epoch = order[1];
     PhiloxState rs;
     rs.seed = static_cast<uint64_t>(order[2]);
     rs.stream = static_cast<uint32_t>(order[3]);
     rs.offset = static_cast<uint64_t>(order[4]);
     rs.lane = static_cast<uint32_t>(order[5]);
     rs.kind = static_cast<uint32_t>(order[6]);
-    m.data_rng->restore(rs);
-    if (dev == Device::CUDA && !m.permutation.empty()) m.permutation_dev.upload(m.permutation);
+    m.order->restore(std::move(permutation), order[0], order[1], rs);
     m.last_good_checkpoint = path;
     m.last_good_step = step_;
   }
+  if (m.device_step) m.device_step->set(m.order->device_cursor(), step_);
 }
 
 Trainer::~Trainer() = default;
@@ -199,28 +323,36 @@ std::string Trainer::last_checkpoint_path() const { return (fs::path(cfg_.out_di
 void Trainer::step() {
   Impl& m = *impl_;
   const int64_t B = cfg_.batch;
-  // Data order: a fresh permutation each epoch; the tail shorter than a batch starts the next epoch.
-  if (m.permutation.empty() || m.position + B > data_.count) {
-    std::vector<int64_t> order = m.data_rng->permutation(data_.count);
-    m.permutation.assign(order.begin(), order.end());
-    if (cfg_.device == Device::CUDA) m.permutation_dev.upload(m.permutation);
-    m.position = 0;
-    if (!order.empty()) ++m.epoch;
-  }
-  const int32_t* indices =
-      (cfg_.device == Device::CUDA ? m.permutation_dev.get() : m.permutation.data()) + m.position;
-  if (data_.dtype == DType::U8) {
-    const uint8_t* images = cfg_.device == Device::CUDA ? m.data_u8_dev.get() : m.data_u8_host.data();
-    gather_images(m.real, images, indices, B, data_.sample_size());
+  const int64_t first = m.order->next_batch();
+  if (m.device_step) {
+    // Between steps (not captured): this epoch's and the next one's orders into their halves.
+    DeviceStepState& d = *m.device_step;
+    d.upload_due(*m.order);
+    // From here to the end of gan_step, the same launches with the same arguments every step.
+    cudaStream_t stream = CudaContext::get().stream();
+    if (data_.dtype == DType::U8)
+      gather_images_at(m.real, m.data_u8_dev.get(), d.orders.get(), d.cursor.get(), B, data_.sample_size());
+    else
+      gather_rows_at(m.real, m.data_f32, d.orders.get(), d.cursor.get(), B);
+    kcuda::advance_batch_cursor(d.cursor.get(), B, data_.count, stream);
+    normal_noise_at(m.z, cfg_.seed, kStreamNoise, d.noise_step.get(), philox_tuples_for(m.z.numel()));
+    kcuda::advance_counter(d.noise_step.get(), stream);
   } else {
-    gather_rows(m.real, m.data_f32, indices, B);
+    const int32_t* indices = m.order->permutation().data() + first;
+    if (data_.dtype == DType::U8)
+      gather_images(m.real, m.data_u8_host.data(), indices, B, data_.sample_size());
+    else
+      gather_rows(m.real, m.data_f32, indices, B);
+    normal_noise(m.z, cfg_.seed, kStreamNoise, static_cast<uint64_t>(step_) * philox_tuples_for(m.z.numel()));
   }
-  m.position += B;
-  normal_noise(m.z, cfg_.seed, kStreamNoise, static_cast<uint64_t>(step_) * philox_tuples_for(m.z.numel()));
 
   gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam);
   ++step_;
 }
+
+const Tensor& Trainer::real_batch() const { return impl_->real; }
+const Tensor& Trainer::statistics() const { return impl_->gan->stats; }
+const DataOrder& Trainer::data_order() const { return *impl_->order; }
 
 void Trainer::write_samples(const std::string& png_path) {
   Impl& m = *impl_;
@@ -280,10 +412,11 @@ void Trainer::write_checkpoint() {
   add_tensor(all, "optD.exp_avg_sq", m.gan->vD);
   add_tensor(all, "fixed_noise", m.fixed_noise);
   all.add("step", DType::I64, {}, &step_);
-  all.add("data.permutation", DType::I32, {static_cast<int64_t>(m.permutation.size())}, m.permutation.data());
+  const std::vector<int32_t>& permutation = m.order->permutation();
+  all.add("data.permutation", DType::I32, {static_cast<int64_t>(permutation.size())}, permutation.data());
   // Data order: position in the epoch, epoch, and the permutation generator's whole Philox state.
-  const PhiloxState rs = m.data_rng->state();
-  const int64_t state[7] = {m.position, m.epoch, static_cast<int64_t>(rs.seed), rs.stream,
+  const PhiloxState rs = m.order->rng_state();
+  const int64_t state[7] = {m.order->position(), m.order->epoch(), static_cast<int64_t>(rs.seed), rs.stream,
                             static_cast<int64_t>(rs.offset), rs.lane, rs.kind};
   all.add("data.state", DType::I64, {7}, state);
   write_safetensors((dir / "netG.safetensors").string(), g);

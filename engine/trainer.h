@@ -1,5 +1,7 @@
 // The DCGAN training loop of PyTorch's examples/dcgan, step for step, with checkpoints, sample grids,
 // logging and resume. Every buffer is allocated before the first step; a step allocates nothing.
+// DataOrder: which dataset rows each step trains on (host bookkeeping, and what the CUDA trainer's
+// device double buffer of orders must hold).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -9,6 +11,7 @@
 
 #include "engine/dcgan.h"
 #include "engine/image_dataset.h"
+#include "engine/rng.h"
 
 namespace ds {
 
@@ -56,6 +59,51 @@ enum GanStat { kErrDReal, kDx, kErrDFake, kDGz1, kErrG, kDGz2, kGanStatCount };
 void gan_step(Generator& G, Discriminator& D, GanStepState& st, const Tensor& real, const Tensor& z,
               const AdamConfig& adam, const std::function<void(const char* net)>& before_adam = nullptr);
 
+// A fresh Philox permutation of the dataset each epoch, read a batch at a time; the tail of an epoch
+// shorter than a batch is skipped (it starts the next epoch). Pure host bookkeeping, the same code on
+// both devices, so CPU and CUDA train on the same batches and checkpoints store the same order.
+// On CUDA the orders also live on the device, epoch e in half e % 2 of a 2×count buffer read through
+// a device cursor (kernels/image.h, advance_batch_cursor); the last three members say what that buffer
+// and cursor must hold, so the trainer only copies and a step's launches never change.
+class DataOrder {
+ public:
+  DataOrder(uint64_t seed, uint32_t rng_stream, int64_t count, int64_t batch);
+  // Moves on to the next batch, drawing the next epoch's order when this one has fewer than `batch`
+  // rows left; returns the index into permutation() of the batch's first row.
+  int64_t next_batch();
+  const std::vector<int32_t>& permutation() const { return permutation_; }  // empty before the first batch
+  int64_t position() const { return position_; }  // index into permutation() of the next batch's first row
+  int64_t epoch() const { return epoch_; }        // 1-based; 0 before the first batch
+  // The permutation generator after drawing this epoch's order (never moved by the device's look-ahead).
+  PhiloxState rng_state() const { return rng_.state(); }
+  // Resume from what a checkpoint stored (an empty permutation: no epoch drawn yet). The device then
+  // holds nothing: set its cursor to device_cursor() and copy what uploads_due() lists.
+  void restore(std::vector<int32_t> permutation, int64_t position, int64_t epoch, const PhiloxState& rng);
+
+  // The device cursor before the next batch: half·count + index within the epoch (the start of the
+  // next epoch's half when this epoch is used up, as advance_batch_cursor leaves it).
+  int64_t device_cursor() const;
+  struct Upload {
+    int64_t half;          // 0 or 1: copy count indices to buffer + half·count
+    const int32_t* order;  // valid until the next call of any non-const member
+  };
+  // Called after next_batch(): the orders the device lacks for this epoch and the next (drawing the
+  // next one ahead, from a copy of the generator), in epoch order, each listed once; returns how many
+  // were written to `due` (0 on most steps, 1 when an epoch starts, 2 on the first batch or after restore).
+  int uploads_due(Upload due[2]);
+
+ private:
+  void draw(std::vector<int32_t>& order, Philox& rng) const;
+  int64_t count_, batch_;
+  Philox rng_;
+  std::vector<int32_t> permutation_;
+  int64_t position_ = 0, epoch_ = 0;
+  std::vector<int32_t> next_permutation_;  // epoch_ + 1's order when next_valid_ (the device look-ahead)
+  PhiloxState next_rng_;                   // the generator after drawing it
+  bool next_valid_ = false;
+  int64_t uploaded_through_ = 0;  // the device holds the orders of epochs up to this one
+};
+
 class Trainer {
  public:
   explicit Trainer(const TrainConfig& cfg);
@@ -66,6 +114,10 @@ class Trainer {
   // One training step (exposed for tests).
   void step();
   int64_t current_step() const { return step_; }
+  // The last step's real batch and statistics slots (GanStat order), on the training device (for tests).
+  const Tensor& real_batch() const;
+  const Tensor& statistics() const;
+  const DataOrder& data_order() const;
   Generator& generator() { return *G_; }
   Discriminator& discriminator() { return *D_; }
   void write_checkpoint();

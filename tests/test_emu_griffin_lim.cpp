@@ -8,6 +8,8 @@
 // pipeline must match bit for bit; the pipeline's 1e-5 bar is there only to print a scale if they do not.
 #include <doctest/doctest.h>
 
+#include "tests/cufft_stand_in.h"
+
 #include <sndfile.h>
 
 #include <kiss_fftr.h>
@@ -46,22 +48,6 @@ ds::MelParams stft_params(int n_fft, int win, int hop) {
   p.win = win;
   p.hop = hop;
   return p;
-}
-
-// cufftExecR2C's meaning under the advanced layout (cuFFT docs, "Advanced Data Layout": transform b reads
-// input[b·idist + x·istride], writes output[b·odist + x·ostride]); kissfft does each transform (forward,
-// unnormalised, n/2 + 1 bins: the same convention). The input is left as it was.
-void r2c_stand_in(const ds::StftFftLayout& l, const float* in, float2* out) {
-  kiss_fftr_cfg cfg = kiss_fftr_alloc(l.n, 0, nullptr, nullptr);
-  REQUIRE(cfg != nullptr);
-  std::vector<kiss_fft_scalar> frame(l.n);
-  std::vector<kiss_fft_cpx> bins(l.n / 2 + 1);
-  for (int b = 0; b < l.batch; ++b) {
-    for (int x = 0; x < l.n; ++x) frame[x] = in[int64_t(b) * l.idist + int64_t(x) * l.istride];
-    kiss_fftr(cfg, frame.data(), bins.data());
-    for (int x = 0; x <= l.n / 2; ++x) out[int64_t(b) * l.odist + int64_t(x) * l.ostride] = {bins[x].r, bins[x].i};
-  }
-  kiss_fftr_free(cfg);
 }
 
 // cufftExecC2R the same way (inverse, unnormalised, reads n/2 + 1 bins, writes n reals), and then, as cuFFT
@@ -123,7 +109,7 @@ struct EmulatedGriffinLim {
       inverse_stft();
       ds::kemu::frame_window(frame_rows.data(), signal.data(), window.data(), 1, length, length, p.n_fft, p.hop,
                              static_cast<int>(frames), p.pad_mode == "reflect" ? 1 : 0, nullptr);
-      r2c_stand_in(r2c, frame_rows.data(), rebuilt.data());
+      ds::test::r2c_stand_in(r2c, frame_rows.data(), rebuilt.data());
       ds::kemu::griffin_lim_phase_update(angles.data(), tprev.data(), rebuilt.data(), magnitude.data(), n, momentum,
                                          nullptr);
     }

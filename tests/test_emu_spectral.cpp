@@ -10,6 +10,8 @@
 // cuBLAS, double in the reference): see that test.
 #include <doctest/doctest.h>
 
+#include "tests/cufft_stand_in.h"
+
 #include <sndfile.h>
 
 #include <algorithm>
@@ -78,22 +80,6 @@ void sgemm_strided_batched_reference(const ds::MelProjectionGemm& g, const float
         c[i + int64_t(j) * g.ldc] = acc;
       }
   }
-}
-
-// cufftExecR2C's meaning under the plan's advanced layout (cuFFT docs, "Advanced Data Layout": transform
-// b reads input[b·idist + x·istride], writes output[b·odist + x·ostride]), with kissfft doing each
-// transform (forward, unnormalised, n/2 + 1 bins: the same convention).
-void r2c_reference(const ds::StftFftLayout& l, const float* in, float2* out) {
-  kiss_fftr_cfg cfg = kiss_fftr_alloc(l.n, 0, nullptr, nullptr);
-  REQUIRE(cfg != nullptr);
-  std::vector<kiss_fft_scalar> frame(l.n);
-  std::vector<kiss_fft_cpx> bins(l.n / 2 + 1);
-  for (int b = 0; b < l.batch; ++b) {
-    for (int x = 0; x < l.n; ++x) frame[x] = in[int64_t(b) * l.idist + int64_t(x) * l.istride];
-    kiss_fftr(cfg, frame.data(), bins.data());
-    for (int x = 0; x <= l.n / 2; ++x) out[int64_t(b) * l.odist + int64_t(x) * l.ostride] = {bins[x].r, bins[x].i};
-  }
-  kiss_fftr_free(cfg);
 }
 
 }  // namespace
@@ -248,7 +234,7 @@ TEST_CASE("emu spectral cpu-emulated pipeline: MelGpu's steps and library argume
       const ds::StftFftLayout layout = ds::stft_fft_layout(p, n_slices);
       REQUIRE(layout.batch == rows);
       std::vector<float2> spectrum(static_cast<size_t>(rows * p.n_freqs()), float2{kNaN, kNaN});
-      r2c_reference(layout, frame_rows.data(), spectrum.data());
+      ds::test::r2c_stand_in(layout, frame_rows.data(), spectrum.data());
       std::vector<float> power(static_cast<size_t>(rows * p.n_freqs()), kNaN);
       ds::kemu::power_spectrum(power.data(), spectrum.data(), rows * p.n_freqs(), nullptr);
       const ds::MelProjectionGemm gemm = ds::mel_projection_gemm(p, n_slices);

@@ -65,10 +65,13 @@ void check_cudnn_layer(const ConvShape& s, unsigned seed) {
   DeviceBuffer<float> x_d = DeviceBuffer<float>::from_host(x), w_d = DeviceBuffer<float>::from_host(w),
                       dy_d = DeviceBuffer<float>::from_host(dy), dw_d = DeviceBuffer<float>::from_host(dw0);
   DeviceBuffer<float> y_d(s.y_size()), dx_d(s.x_size());
-  // Outputs that are written start as NaN (all-ones bytes), so anything left unwritten fails.
-  DS_CUDA_CHECK(cudaMemset(y_d.get(), 0xFF, s.y_size() * sizeof(float)));
-  DS_CUDA_CHECK(cudaMemset(dx_d.get(), 0xFF, s.x_size() * sizeof(float)));
-  ds::CudaContext::get().synchronize();
+  // Outputs that are written start as NaN (all-ones bytes), so anything left unwritten fails. The poison
+  // goes on the context's stream, the one cuDNN runs on: that stream is non-blocking, so a plain
+  // cudaMemset (legacy default stream) would not be ordered before the convolutions, and waiting on the
+  // context's stream alone would not wait for it (CUDA Runtime API, "Stream synchronization behavior").
+  const cudaStream_t stream = ds::CudaContext::get().stream();
+  DS_CUDA_CHECK(cudaMemsetAsync(y_d.get(), 0xFF, s.y_size() * sizeof(float), stream));
+  DS_CUDA_CHECK(cudaMemsetAsync(dx_d.get(), 0xFF, s.x_size() * sizeof(float), stream));
 
   conv.forward(y_d.get(), x_d.get(), w_d.get());
   conv.backward_data(dx_d.get(), dy_d.get(), w_d.get());

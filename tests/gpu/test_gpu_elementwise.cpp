@@ -44,14 +44,11 @@ constexpr int64_t kSizes[] = {1, 255, 257, 1000003};
 
 cudaStream_t stream() { return ds::CudaContext::get().stream(); }
 
-// cudaMemcpy from pageable memory may return before its DMA lands, and the context's stream is
-// non-blocking (it does not wait for the legacy default stream the copy used): wait for the device
-// before any kernel on the stream reads the data.
+// DeviceBuffer::from_host copies on the context's stream and waits for it, so kernels enqueued on that
+// stream afterwards see the data (nothing here touches the legacy default stream).
 template <class T>
 DeviceBuffer<T> to_device(const std::vector<T>& host) {
-  DeviceBuffer<T> b = DeviceBuffer<T>::from_host(host);
-  DS_CUDA_CHECK(cudaDeviceSynchronize());
-  return b;
+  return DeviceBuffer<T>::from_host(host);
 }
 
 DeviceBuffer<float> poisoned(size_t n) {

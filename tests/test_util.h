@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/compare.h"
 #include "engine/cuda_context.h"
 #include "engine/device_buffer.h"
 
@@ -59,17 +60,11 @@ inline size_t count_mismatches(const std::vector<float>& got, const std::vector<
 }
 
 // max|a−b| / max(floor, max|b|); NaN anywhere (an unwritten poisoned element) counts as infinite
-// error. floor = 1 judges small outputs absolutely; with floor = 0 an all-zero want gives inf or NaN.
+// error. floor = 1 judges small outputs absolutely. The measure `darkstar doctor` uses too
+// (engine/compare.h), with the sizes REQUIREd equal here.
 inline double normalised_error(const std::vector<float>& got, const std::vector<float>& want, double floor) {
   REQUIRE(got.size() == want.size());
-  double err = 0, scale = floor;
-  for (size_t k = 0; k < got.size(); ++k) {
-    const double d = std::abs(double(got[k]) - double(want[k]));
-    if (std::isnan(d)) return std::numeric_limits<double>::infinity();
-    err = std::max(err, d);
-    scale = std::max(scale, std::abs(double(want[k])));
-  }
-  return err / scale;
+  return ds::max_normalised_error(got, want, floor);
 }
 
 // Gradchecks' max-normalised error max|a−b| / max|b|, so tiny entries are judged against the

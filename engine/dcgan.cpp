@@ -75,20 +75,23 @@ void Network::add_stage(const ConvShape& g, bool bn, Activation act, int seq_con
 }
 
 void Network::finish() {
-  // Parameter order = PyTorch's parameters(): per module in Sequential order, weight then bias.
+  // Parameter order = PyTorch's parameters(): per module in Sequential order, weight then bias, each
+  // at the next multiple of kParamAlignFloats.
+  auto padded = [](int64_t n) { return (n + kParamAlignFloats - 1) / kParamAlignFloats * kParamAlignFloats; };
   int64_t total = 0;
   for (const Stage& s : stages_) {
-    total += shape_numel(conv_weight_shape(s.geometry));
-    if (s.has_bn) total += 2 * s.geometry.K;
+    total += padded(shape_numel(conv_weight_shape(s.geometry)));
+    if (s.has_bn) total += 2 * padded(s.geometry.K);
   }
-  params_ = Tensor::zeros({total}, device_);
+  params_ = Tensor::zeros({total}, device_);  // zeros: the padding starts (and stays) zero
   grads_ = Tensor::zeros({total}, device_);
   int64_t off = 0;
   auto take = [&](const Shape& shape, const std::string& name, Tensor& p, Tensor& g) {
     p = Tensor::view(params_.data() + off, shape, device_);
     g = Tensor::view(grads_.data() + off, shape, device_);
     parameters_.push_back({name, p});
-    off += shape_numel(shape);
+    offsets_.push_back(off);
+    off += padded(shape_numel(shape));
   };
   for (Stage& s : stages_) {
     const ConvShape& g = s.geometry;
@@ -113,6 +116,37 @@ void Network::finish() {
       s.out = s.pre;
       s.dpre = s.dout;
     }
+  }
+}
+
+int64_t Network::packed_parameter_count() const {
+  int64_t n = 0;
+  for (const NamedTensor& p : parameters_) n += p.tensor.numel();
+  return n;
+}
+
+std::vector<float> Network::packed(const Tensor& flat) const {
+  if (flat.numel() != params_.numel())
+    throw std::invalid_argument("Network::packed: " + shape_str(flat.shape()) + " is not laid out like the parameters " +
+                                shape_str(params_.shape()));
+  const std::vector<float> all = flat.to_host();
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(packed_parameter_count()));
+  for (size_t i = 0; i < parameters_.size(); ++i)
+    out.insert(out.end(), all.begin() + offsets_[i], all.begin() + offsets_[i] + parameters_[i].tensor.numel());
+  return out;
+}
+
+void Network::unpack(Tensor& flat, const float* packed, int64_t count) const {
+  if (flat.numel() != params_.numel() || count != packed_parameter_count())
+    throw std::invalid_argument("Network::unpack: " + std::to_string(count) + " packed values into " +
+                                shape_str(flat.shape()) + ", expected " + std::to_string(packed_parameter_count()) +
+                                " into " + shape_str(params_.shape()));
+  int64_t from = 0;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const int64_t n = parameters_[i].tensor.numel();
+    Tensor::view(flat.data() + offsets_[i], {n}, flat.device()).copy_from_host(packed + from, n);
+    from += n;
   }
 }
 

@@ -27,6 +27,14 @@ struct ModelConfig {
 
 bool is_four_times_power_of_two(int64_t v);
 
+// Every parameter tensor starts at a multiple of 16 floats (64 bytes) of the flat parameter buffer
+// (and of the gradient and Adam buffers laid out like it), so every view is as aligned as the buffer
+// for vectorised kernels and the libraries' alignment preferences, whatever the channel counts (an odd
+// BN width would otherwise leave the next view only 8-byte aligned). The padding between tensors is
+// zero in every such buffer and stays zero: no op reads or writes it, its gradient is zeroed with the
+// rest, and Adam's update of a zero gradient with zero moments is zero.
+constexpr int64_t kParamAlignFloats = 16;
+
 struct NamedTensor {
   std::string name;  // PyTorch state_dict name, e.g. "main.3.weight"
   Tensor tensor;
@@ -64,6 +72,15 @@ class Network {
   const Tensor& params() const { return params_; }
   const Tensor& grads() const { return grads_; }
   const std::vector<NamedTensor>& parameters() const { return parameters_; }  // in params() order
+  // Offset in floats of parameters()[i] in params(), grads() and every buffer laid out like them.
+  const std::vector<int64_t>& parameter_offsets() const { return offsets_; }
+  // PyTorch's sum of p.numel() over parameters(): the flat buffers without their padding.
+  int64_t packed_parameter_count() const;
+  // `flat`, a buffer laid out like params() (e.g. an Adam moment), as the concatenation of its
+  // parameter views in parameters() order without padding: the checkpoint layout of flat state.
+  std::vector<float> packed(const Tensor& flat) const;
+  // The inverse: packed values (packed_parameter_count() of them) into flat's views; padding untouched.
+  void unpack(Tensor& flat, const float* packed, int64_t count) const;
   // Every tensor of PyTorch's state_dict except num_batches_tracked (see batches_tracked()).
   std::vector<NamedTensor> state_tensors() const;
   std::vector<std::pair<std::string, int64_t*>> batches_tracked();
@@ -92,6 +109,7 @@ class Network {
   int64_t batch_;
   std::vector<Stage> stages_;
   std::vector<NamedTensor> parameters_;
+  std::vector<int64_t> offsets_;  // of parameters_[i] in params_
   Tensor params_, grads_;
   const Tensor* input_ = nullptr;  // input of the last forward (kept for backward)
 };

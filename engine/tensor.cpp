@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 #include "engine/cuda_context.h"
@@ -30,7 +31,12 @@ Tensor Tensor::empty(const Shape& shape, Device device) {
   t.device_ = device;
   const int64_t n = shape_numel(shape);
   if (device == Device::CPU) {
-    auto buf = std::shared_ptr<float>(new float[std::max<int64_t>(n, 1)](), std::default_delete<float[]>());
+    // 64-byte aligned, as cudaMalloc's (256-byte) allocations are at least: views placed at multiples
+    // of 16 floats into a host buffer (the parameters, engine/dcgan.h) are then 64-byte aligned too.
+    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+    float* p = static_cast<float*>(::operator new(bytes, std::align_val_t{kHostAlignBytes}));
+    std::memset(p, 0, bytes);
+    auto buf = std::shared_ptr<float>(p, [](float* q) { ::operator delete(q, std::align_val_t{kHostAlignBytes}); });
     t.data_ = buf.get();
     t.owner_ = buf;
   } else {

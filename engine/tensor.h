@@ -2,6 +2,7 @@
 // (host vector / cudaMalloc) or is a view into a larger buffer (parameters of a network live in one
 // contiguous buffer; each layer's weight is a view into it).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,10 +17,13 @@ using Shape = std::vector<int64_t>;
 int64_t shape_numel(const Shape& s);
 std::string shape_str(const Shape& s);
 
+// Alignment of the memory Tensor::empty allocates on the host.
+constexpr size_t kHostAlignBytes = 64;
+
 class Tensor {
  public:
   Tensor() = default;
-  // Allocates (uninitialised on CUDA, zeroed on CPU).
+  // Allocates (uninitialised on CUDA, zeroed on CPU; at least 64-byte aligned on both).
   static Tensor empty(const Shape& shape, Device device);
   static Tensor zeros(const Shape& shape, Device device);
   // A non-owning view of `data` (which must outlive the view).

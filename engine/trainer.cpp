@@ -286,10 +286,15 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
       const SafeTensor& st = file.get(name, DType::F32, t.shape());
       t.copy_from_host(reinterpret_cast<const float*>(st.data.data()), t.numel());
     };
-    load(m.gan->mG, "optG.exp_avg");
-    load(m.gan->vG, "optG.exp_avg_sq");
-    load(m.gan->mD, "optD.exp_avg");
-    load(m.gan->vD, "optD.exp_avg_sq");
+    // Adam's moments are stored packed (no alignment padding, engine/dcgan.h), as before the padding.
+    auto load_moment = [&](Tensor& t, const Network& net, const std::string& name) {
+      const SafeTensor& st = file.get(name, DType::F32, {net.packed_parameter_count()});
+      net.unpack(t, reinterpret_cast<const float*>(st.data.data()), net.packed_parameter_count());
+    };
+    load_moment(m.gan->mG, *G_, "optG.exp_avg");
+    load_moment(m.gan->vG, *G_, "optG.exp_avg_sq");
+    load_moment(m.gan->mD, *D_, "optD.exp_avg");
+    load_moment(m.gan->vD, *D_, "optD.exp_avg_sq");
     load(m.fixed_noise, "fixed_noise");
     step_ = *reinterpret_cast<const int64_t*>(file.get("step", DType::I64, {}).data.data());
     m.gan->stepG.set(step_);
@@ -380,6 +385,11 @@ void add_tensor(SafeTensorsFile& f, const std::string& name, const Tensor& t) {
   const std::vector<float> host = t.to_host();
   f.add_f32(name, t.shape(), host.data());
 }
+// A buffer laid out like net's parameters, stored without the alignment padding (PyTorch's layout).
+void add_packed(SafeTensorsFile& f, const std::string& name, const Network& net, const Tensor& flat) {
+  const std::vector<float> host = net.packed(flat);
+  f.add_f32(name, {static_cast<int64_t>(host.size())}, host.data());
+}
 }  // namespace
 
 void Trainer::write_checkpoint() {
@@ -406,10 +416,10 @@ void Trainer::write_checkpoint() {
   add_network(d, *D_, "");
   add_network(all, *G_, "netG.");
   add_network(all, *D_, "netD.");
-  add_tensor(all, "optG.exp_avg", m.gan->mG);
-  add_tensor(all, "optG.exp_avg_sq", m.gan->vG);
-  add_tensor(all, "optD.exp_avg", m.gan->mD);
-  add_tensor(all, "optD.exp_avg_sq", m.gan->vD);
+  add_packed(all, "optG.exp_avg", *G_, m.gan->mG);
+  add_packed(all, "optG.exp_avg_sq", *G_, m.gan->vG);
+  add_packed(all, "optD.exp_avg", *D_, m.gan->mD);
+  add_packed(all, "optD.exp_avg_sq", *D_, m.gan->vD);
   add_tensor(all, "fixed_noise", m.fixed_noise);
   all.add("step", DType::I64, {}, &step_);
   const std::vector<int32_t>& permutation = m.order->permutation();

@@ -3,6 +3,8 @@
 
 #include <mutex>
 
+#include "kernels/fill.h"
+
 namespace ds {
 
 void check_cudnn(cudnnStatus_t status, const char* what, const char* file, int line) {
@@ -15,6 +17,16 @@ void check_cublas(cublasStatus_t status, const char* what, const char* file, int
   if (status != CUBLAS_STATUS_SUCCESS)
     throw CublasError(std::string(what) + " failed: " + cublasGetStatusName(status) + " at " + file + ":" +
                       std::to_string(line));
+}
+
+std::string missing_kernel_image_reason(const std::string& device_name, int major, int minor,
+                                        const std::string& compiled_architectures, const std::string& error) {
+  const int cc = major * 10 + minor;
+  const std::string advice = cc < 75 ? "darkstar's CUDA path needs compute capability 7.5 or newer"
+                                     : "rebuild with -DCMAKE_CUDA_ARCHITECTURES=" + std::to_string(cc) + "-real";
+  return "no kernel image for " + device_name + " (compute capability " + std::to_string(major) + "." +
+         std::to_string(minor) + ") in this build (architectures " + compiled_architectures +
+         "): cudaFuncGetAttributes: " + error + "; " + advice;
 }
 
 const CudaProbe& probe_cuda() {
@@ -31,6 +43,26 @@ const CudaProbe& probe_cuda() {
       p.reason = "no CUDA device found";
       return p;
     }
+    cudaDeviceProp prop{};
+    err = cudaGetDeviceProperties(&prop, 0);
+    if (err != cudaSuccess) {
+      p.reason = std::string("cudaGetDeviceProperties: ") + cudaGetErrorString(err);
+      cudaGetLastError();
+      return p;
+    }
+    p.device_name = prop.name;
+    // A device the build has no image for (neither its SASS nor PTX it can JIT) passes every check
+    // above and fails at the first launch with cudaErrorNoKernelImageForDevice. cudaFuncGetAttributes
+    // loads the kernel's module for the current device and fails in that case: the runtime API
+    // documents cudaErrorInvalidDeviceFunction ("does not exist or is not compiled for the proper
+    // device architecture"); any failure here means no kernel of ours can run, whichever code it is.
+    err = kcuda::check_kernel_image();
+    if (err != cudaSuccess) {
+      p.reason = missing_kernel_image_reason(prop.name, prop.major, prop.minor, kcuda::compiled_architectures(),
+                                             std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err));
+      cudaGetLastError();  // not sticky, but later calls must not report it as theirs
+      return p;
+    }
     cudnnHandle_t h = nullptr;
     cudnnStatus_t st = cudnnCreate(&h);
     if (st != CUDNN_STATUS_SUCCESS) {
@@ -38,8 +70,6 @@ const CudaProbe& probe_cuda() {
       return p;
     }
     cudnnDestroy(h);
-    cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) p.device_name = prop.name;
     p.available = true;
     return p;
   }();

@@ -1,5 +1,6 @@
 // The CUDA context: one stream, the cuDNN and cuBLAS handles and one growable workspace, all created
-// lazily on first use. "No GPU" is any error from cudaGetDeviceCount or cudnnCreate.
+// lazily on first use. "No GPU" is any error from cudaGetDeviceCount, cudaGetDeviceProperties, the
+// kernel-image check or cudnnCreate.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -17,8 +18,16 @@ struct CudaProbe {
   std::string device_name;
 };
 
-// Checks (once, cached) whether a usable CUDA device and cuDNN exist. Never throws.
+// Checks (once, cached) whether a usable CUDA device and cuDNN exist and whether this build holds a
+// kernel image that device can run (a GPU older than the build's architectures is "not usable", so
+// --device auto falls back to the CPU instead of failing at the first kernel). Never throws.
 const CudaProbe& probe_cuda();
+
+// The probe's one-line reason when the build has no kernel image for the device, e.g.
+// "no kernel image for Tesla V100 (compute capability 7.0) in this build (architectures 750,800):
+// cudaFuncGetAttributes: <error>; darkstar's CUDA path needs compute capability 7.5 or newer".
+std::string missing_kernel_image_reason(const std::string& device_name, int major, int minor,
+                                        const std::string& compiled_architectures, const std::string& error);
 
 struct CudnnError : std::runtime_error {
   using std::runtime_error::runtime_error;

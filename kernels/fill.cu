@@ -16,3 +16,24 @@ void fill(float* out, float value, int64_t n, cudaStream_t stream) {
 }
 
 }  // namespace ds::DS_KNS
+
+#if defined(__CUDACC__)
+namespace ds::kcuda {
+
+cudaError_t check_kernel_image() {
+  cudaFuncAttributes attributes{};
+  return cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(&fill_kernel));
+}
+
+#define DS_FILL_STRINGIFY_(x) #x
+#define DS_FILL_STRINGIFY(x) DS_FILL_STRINGIFY_(x)
+const char* compiled_architectures() {
+#if defined(__CUDA_ARCH_LIST__)
+  return DS_FILL_STRINGIFY(__CUDA_ARCH_LIST__);
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace ds::kcuda
+#endif

@@ -11,3 +11,12 @@
 DS_FILL_LAUNCHERS(kcuda)
 DS_FILL_LAUNCHERS(kemu)
 #undef DS_FILL_LAUNCHERS
+
+namespace ds::kcuda {
+// Whether this library holds a kernel image the current device can run: cudaFuncGetAttributes on the
+// fill kernel (the first kernel any CUDA run launches), which fails when no SASS for the device's
+// architecture and no PTX it can JIT were compiled in. Returns cudaSuccess or that call's error.
+cudaError_t check_kernel_image();
+// The architectures this library was compiled for, nvcc's __CUDA_ARCH_LIST__ (e.g. "750,800,860").
+const char* compiled_architectures();
+}  // namespace ds::kcuda

@@ -1,13 +1,17 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
 // prepare-audio, train, sample, listen, doctor.
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "apps/cli_support.h"
 #include "audio/listen.h"
 #include "audio/prepare_audio.h"
 #include "engine/checkpoint.h"
@@ -24,7 +28,8 @@ using namespace ds;
 
 namespace {
 
-// --device auto|cpu|cuda → a device; auto falls back to the CPU with one line saying why.
+// --device auto|cpu|cuda → a device; auto falls back to the CPU. Prints nothing: announce_device
+// says which, once, when the command's work begins (not before an error about its input).
 Device pick_device(const std::string& flag) {
   if (flag == "cpu") return Device::CPU;
   const CudaProbe& probe = probe_cuda();
@@ -32,12 +37,19 @@ Device pick_device(const std::string& flag) {
     if (!probe.available) throw std::runtime_error("--device cuda: no usable GPU (" + probe.reason + ")");
     return Device::CUDA;
   }
-  if (probe.available) {
+  return probe.available ? Device::CUDA : Device::CPU;
+}
+
+// One line on stderr, at most once per command: the GPU used, or why the CPU (--device auto only).
+void announce_device(const std::string& flag) {
+  static bool said = false;
+  if (said || flag == "cpu") return;
+  said = true;
+  const CudaProbe& probe = probe_cuda();
+  if (probe.available)
     std::fprintf(stderr, "darkstar: using GPU %s\n", probe.device_name.c_str());
-    return Device::CUDA;
-  }
-  std::fprintf(stderr, "darkstar: no usable GPU (%s); running on the CPU\n", probe.reason.c_str());
-  return Device::CPU;
+  else
+    std::fprintf(stderr, "darkstar: no usable GPU (%s): running on the CPU\n", probe.reason.c_str());
 }
 
 std::string format_duration(double seconds) {
@@ -48,8 +60,9 @@ std::string format_duration(double seconds) {
 }
 
 // On --resume, settings the user did not give on the command line come from the checkpoint, so
-// `train --data X --out RUN --steps N --resume` continues the same run.
-void inherit_from_checkpoint(const CLI::App& train, TrainConfig& tc) {
+// `train --data X --out RUN --resume` continues the same run (to its own --steps unless given).
+// Returns the checkpoint's step.
+int64_t inherit_from_checkpoint(const CLI::App& train, TrainConfig& tc) {
   const std::string path = (fs::path(tc.out_dir) / "last.safetensors").string();
   if (!fs::exists(path)) throw std::runtime_error("--resume: no checkpoint at " + path);
   const SafeTensorsFile file = read_safetensors(path);
@@ -65,10 +78,17 @@ void inherit_from_checkpoint(const CLI::App& train, TrainConfig& tc) {
   if (!given("--beta1")) tc.adam.beta1 = saved.at("beta1");
   if (!given("--beta2")) tc.adam.beta2 = saved.at("beta2");
   if (!given("--seed")) tc.seed = saved.at("seed");
+  if (!given("--steps")) tc.steps = saved.at("steps");
+  return *reinterpret_cast<const int64_t*>(file.get("step", DType::I64, {}).data.data());
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool ends_with_wav(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ends_with(s, ".wav");
 }
 
 }  // namespace
@@ -76,6 +96,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 int main(int argc, char** argv) {
   CLI::App app{"darkstar: a hand-written CUDA engine that trains DCGANs on pictures and mel spectrograms"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::function<std::string()>(cli::version_text),
+                       "version, git commit, CUDA and cuDNN versions");
 
   // ---- prepare-images ----
   auto* prep = app.add_subcommand("prepare-images", "decode, centre-crop, resize and pack images into X.npy + X.json");
@@ -136,7 +158,7 @@ int main(int argc, char** argv) {
   train->add_option("--sample-every", tc.sample_every, "steps between sample grids (default 200)");
   train->add_option("--log-every", tc.log_every, "steps between log lines (default 10)");
   train->add_option("--device", train_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors");
+  train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
 
   // ---- sample ----
   auto* sample = app.add_subcommand("sample", "generate images from a checkpoint");
@@ -163,10 +185,13 @@ int main(int argc, char** argv) {
   listen->add_option("--index", li_index, "with --data: which slice (default 0)");
   listen->add_option("--n", li_n, "with --checkpoint: how many slices (default 8)");
   listen->add_option("--walk", li_walk, "with --checkpoint: seconds of continuous audio along a latent path");
-  listen->add_option("--out", li_out, "a .wav (--data, --walk) or a folder (--n)")->required();
+  listen->add_option("--out", li_out, "a .wav (--data, --walk); a folder, or X.wav for X_000.wav ... (--n)")->required();
   listen->add_option("--gl-iters", lo.gl_iters, "Griffin-Lim iterations (default 64)");
   listen->add_option("--seed", lo.seed, "seed of the noise and the initial phases");
   listen->add_flag("--normalize", lo.normalize, "peak-normalise to -1 dBFS (default: the original level)");
+  std::string li_wav_format = "pcm16";
+  listen->add_option("--wav-format", li_wav_format, "pcm16 (default), pcm24 or float")
+      ->check(CLI::IsMember({"pcm16", "pcm24", "float"}));
   listen->add_option("--device", li_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
   // ---- doctor ----
@@ -174,6 +199,15 @@ int main(int argc, char** argv) {
   bool doctor_probe = false;
   doctor->add_flag("--probe", doctor_probe, "only say whether a usable GPU exists (exit 0 if so, 1 if not)");
 
+  // An unknown command names itself and the real ones (CLI11 alone would only say "not expected").
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> commands;
+    for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
+    if (std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+      std::fprintf(stderr, "darkstar: %s\n", cli::unknown_command_message(argv[1], commands).c_str());
+      return 1;
+    }
+  }
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -200,6 +234,8 @@ int main(int argc, char** argv) {
       opt.pad_tail = pa_pad_tail;
       opt.min_rms_db = pa_min_rms;
       opt.device = pick_device(pa_device);
+      if (std::error_code ec; !fs::exists(pa_in, ec)) throw std::runtime_error(pa_in + ": no such file or folder");
+      announce_device(pa_device);
       const PrepareAudioResult r = prepare_audio(pa_in, pa_out, opt);
       std::printf("wrote %s: %lld slices %dx%d from %lld of %lld files (%.2f h of audio, %lld skipped, %lld silent "
                   "slices dropped) in %.1f s; sidecar %s\n",
@@ -210,11 +246,18 @@ int main(int argc, char** argv) {
     } else if (*listen) {
       if (li_ckpt.empty() == li_data.empty())
         throw std::invalid_argument("listen: give exactly one of --checkpoint and --data");
+      if ((!li_data.empty() || li_walk > 0) && !ends_with_wav(li_out))
+        throw std::invalid_argument("--out " + li_out + ": listen " + (li_data.empty() ? "--walk" : "--data") +
+                                    " writes one WAV file; give a name ending in .wav");
+      lo.wav_format = parse_wav_format(li_wav_format);
       lo.device = pick_device(li_device);
-      auto report = [](const ListenResult& r) {
-        std::printf("wrote %s (%.2f s at %d Hz, peak %.3f)%s%s; spectral convergence %.4f\n", r.wav_path.c_str(),
-                    double(r.samples) / r.sample_rate, r.sample_rate, r.peak, r.png_path.empty() ? "" : " and ",
-                    r.png_path.c_str(), r.spectral_convergence);
+      auto report = [&](const ListenResult& r) {
+        announce_device(li_device);  // with the first file written: the checkpoint or data has loaded
+        const bool clipped = r.peak > 1.0 && lo.wav_format != WavFormat::Float;
+        std::printf("wrote %s (%.2f s at %d Hz, peak %.3f%s)%s%s; spectral convergence %.4f\n", r.wav_path.c_str(),
+                    double(r.samples) / r.sample_rate, r.sample_rate, r.peak,
+                    clipped ? ", clipped at full scale: --normalize or --wav-format float keep it" : "",
+                    r.png_path.empty() ? "" : " and ", r.png_path.c_str(), r.spectral_convergence);
       };
       if (!li_data.empty()) {
         report(listen_slice(li_data, li_index, li_out, lo));
@@ -224,18 +267,44 @@ int main(int argc, char** argv) {
         for (const ListenResult& r : listen_generated(li_ckpt, li_n, li_out, lo)) report(r);
       }
     } else if (*train) {
-      if (tc.resume) inherit_from_checkpoint(*train, tc);
+      cli::check_dataset_file("--data", tc.data_path);
+      if (tc.resume) {
+        const int64_t at = inherit_from_checkpoint(*train, tc);
+        const std::string ckpt_path = (fs::path(tc.out_dir) / "last.safetensors").string();
+        if (tc.steps < at)
+          throw std::invalid_argument("--steps " + std::to_string(tc.steps) + " is below the checkpoint's step " +
+                                      std::to_string(at) + " (" + ckpt_path + "); give --steps " + std::to_string(at) +
+                                      " or more to continue, or a new --out to start over");
+        if (tc.steps == at) {
+          std::printf("already done: %s is at step %lld of %lld; nothing to train (a larger --steps trains on)\n",
+                      ckpt_path.c_str(), static_cast<long long>(at), static_cast<long long>(tc.steps));
+          return 0;
+        }
+      }
       tc.device = pick_device(train_device);
+      cli::install_stop_handlers();
       Trainer trainer(tc);
+      announce_device(train_device);
+      if (tc.resume)
+        std::printf("resuming from step %lld of %lld (%s)\n", static_cast<long long>(trainer.current_step()),
+                    static_cast<long long>(tc.steps), trainer.last_checkpoint_path().c_str());
       std::printf("training on %s: %s, batch %lld, %lld steps, run folder %s\n", device_name(tc.device),
                   tc.data_path.c_str(), static_cast<long long>(tc.batch), static_cast<long long>(tc.steps),
                   tc.out_dir.c_str());
+      std::fflush(stdout);
       const StepStats last = trainer.run([&](const StepStats& s) {
         std::printf("[%lld/%lld] Loss_D: %.4f Loss_G: %.4f D(x): %.4f D(G(z)): %.4f / %.4f  %.1f img/s  ETA %s\n",
                     static_cast<long long>(s.step), static_cast<long long>(tc.steps), s.loss_d, s.loss_g, s.d_x,
                     s.d_g_z1, s.d_g_z2, s.images_per_second, format_duration(s.eta_seconds).c_str());
         std::fflush(stdout);
-      });
+      }, cli::stop_signal());
+      if (last.stopped) {
+        const int signal = *cli::stop_signal();
+        std::printf("stopped by %s at step %lld of %lld: checkpoint %s (continue with the same command and --resume)\n",
+                    cli::signal_name(signal), static_cast<long long>(last.step), static_cast<long long>(tc.steps),
+                    trainer.last_checkpoint_path().c_str());
+        return 128 + signal;
+      }
       std::printf("done: step %lld; checkpoints %s/{netG,netD,last}.safetensors; samples in %s/samples/\n",
                   static_cast<long long>(last.step), tc.out_dir.c_str(), tc.out_dir.c_str());
     } else if (*sample) {
@@ -251,6 +320,7 @@ int main(int argc, char** argv) {
       }
       if (sample_n < 1) throw std::invalid_argument("--n must be >= 1");
       LoadedGenerator lg = load_generator(ckpt, sample_n, dev);
+      announce_device(sample_device);
       const ModelConfig& mc = lg.model;
       if (z.empty()) {
         z.resize(sample_n * mc.nz);

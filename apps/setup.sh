@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what darkstar needs from Debian's packages (as root; skipped when already there) and
 # builds it into ./build. Used by the README's commands, .ci/run and new users alike.
-#   DARKSTAR_CUDA_ARCHS  CUDA architectures (default: CMake's list in CMakeLists.txt)
+#   DARKSTAR_CUDA_ARCHS  CUDA architectures (default: the users' list below, passed on every
+#                        configure so a list cached by an earlier configure never lingers)
 #   DARKSTAR_BUILD_DIR   build folder (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
 command -v nvcc >/dev/null || { echo "setup: nvcc not found: install the CUDA toolkit (12 or newer) with cuDNN 9"; exit 1; }
 
 build="${DARKSTAR_BUILD_DIR:-build}"
-args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=Release)
-[ -n "${DARKSTAR_CUDA_ARCHS:-}" ] && args+=("-DCMAKE_CUDA_ARCHITECTURES=${DARKSTAR_CUDA_ARCHS}")
+# Real SASS for the common GPUs plus PTX of sm_90 for newer ones (CMakeLists.txt's default too).
+archs="${DARKSTAR_CUDA_ARCHS:-75-real;80-real;86-real;89-real;90}"
+args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=${archs}")
 cmake "${args[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"

@@ -2,9 +2,11 @@
 #include "audio/listen.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <memory>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 
@@ -73,16 +75,72 @@ void write_mel_png(const std::string& path, const float* image, int h, int w) {
   write_bytes_atomic(path, encode_png(rgb.data(), h, w, 3));
 }
 
+WavFormat parse_wav_format(const std::string& name) {
+  if (name == "pcm16") return WavFormat::PCM16;
+  if (name == "pcm24") return WavFormat::PCM24;
+  if (name == "float") return WavFormat::Float;
+  throw std::invalid_argument("--wav-format " + name + ": expected pcm16, pcm24 or float");
+}
+
 void write_wav_float(const std::string& path, const float* samples, int64_t n, int sample_rate) {
+  write_wav(path, samples, n, sample_rate, WavFormat::Float);
+}
+
+namespace {
+// A float WAV written by hand: libsndfile's has a 16-byte fmt chunk, which sox reports as "wave header
+// missing extended part of fmt chunk" (every non-PCM fmt needs cbSize, even when 0). This one has the
+// 18-byte WAVEFORMATEX with cbSize 0, the fact chunk non-PCM formats require, and little-endian data.
+void write_wav_ieee_float(const std::string& path, const float* samples, int64_t n, int sample_rate) {
+  if (n < 0 || n > (int64_t(1) << 30) - 16)
+    throw std::runtime_error("'" + path + "': " + std::to_string(n) + " samples do not fit in a WAV file");
+  const uint32_t data_bytes = static_cast<uint32_t>(n) * 4;
+  std::vector<uint8_t> b;
+  b.reserve(58 + data_bytes);  // RIFF header 12 + fmt 26 + fact 12 + data header 8, then the samples
+  auto u16 = [&](uint32_t v) { b.push_back(v & 0xff); b.push_back((v >> 8) & 0xff); };
+  auto u32 = [&](uint32_t v) { u16(v & 0xffff); u16(v >> 16); };
+  auto tag = [&](const char* id) { for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(id[i])); };
+  tag("RIFF");
+  u32(4 + (8 + 18) + (8 + 4) + (8 + data_bytes));
+  tag("WAVE");
+  tag("fmt ");
+  u32(18);
+  u16(3);  // WAVE_FORMAT_IEEE_FLOAT
+  u16(1);  // channels
+  u32(static_cast<uint32_t>(sample_rate));
+  u32(static_cast<uint32_t>(sample_rate) * 4);  // bytes per second
+  u16(4);   // block align: one 32-bit sample per frame
+  u16(32);  // bits per sample
+  u16(0);   // cbSize: no extension
+  tag("fact");
+  u32(4);
+  u32(static_cast<uint32_t>(n));  // samples per channel
+  tag("data");
+  u32(data_bytes);
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &samples[i], 4);
+    u32(bits);
+  }
+  write_bytes_atomic(path, b);
+}
+}  // namespace
+
+void write_wav(const std::string& path, const float* samples, int64_t n, int sample_rate, WavFormat format) {
+  if (format == WavFormat::Float) return write_wav_ieee_float(path, samples, n, sample_rate);
   write_file_atomic(path, [&](FILE* f) {
     SF_INFO info{};
     info.samplerate = sample_rate;
     info.channels = 1;
-    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+    // WAVE_FORMAT_EXTENSIBLE: its channel mask (libsndfile writes front centre for mono) is what keeps
+    // ffmpeg from "Guessed Channel Layout" warnings, which it prints for every plain WAV; sox reads it
+    // silently too. (Python's own `wave` module reads it from 3.12 on; soundfile, scipy, players do.)
+    info.format = SF_FORMAT_WAVEX | (format == WavFormat::PCM16 ? SF_FORMAT_PCM_16 : SF_FORMAT_PCM_24);
     // libsndfile writes through the descriptor (seeking back to fill in the header sizes); the FILE*'s
     // own buffer stays empty, and write_file_atomic then fsyncs and renames.
     SNDFILE* snd = sf_open_fd(fileno(f), SFM_WRITE, &info, SF_FALSE);
     if (!snd) throw std::runtime_error("libsndfile cannot write '" + path + "': " + sf_strerror(nullptr));
+    // Float → integer: libsndfile scales ±1 to full scale but lets larger values wrap unless told to clip.
+    sf_command(snd, SFC_SET_CLIPPING, nullptr, SF_TRUE);
     const sf_count_t written = sf_write_float(snd, samples, static_cast<sf_count_t>(n));
     const std::string err = sf_error(snd) != SF_ERR_NO_ERROR ? sf_strerror(snd) : "";
     if (sf_close(snd) != 0 || written != n || !err.empty())
@@ -193,7 +251,7 @@ ListenResult write_result(const std::string& wav, std::vector<float>& audio, con
                           const MelParams& p, double sc, double ref_db, const ListenOptions& options) {
   if (options.normalize) normalize_peak(audio);
   make_parent(wav);
-  write_wav_float(wav, audio.data(), static_cast<int64_t>(audio.size()), p.sr);
+  write_wav(wav, audio.data(), static_cast<int64_t>(audio.size()), p.sr, options.wav_format);
   ListenResult r;
   r.wav_path = wav;
   if (options.write_png && image) {
@@ -278,9 +336,31 @@ ListenResult listen_slice(const std::string& npy, int64_t index, const std::stri
                       info.mel, sc, ref_db, options);
 }
 
+std::vector<std::string> generated_wav_paths(const std::string& out, int64_t n) {
+  const fs::path base(out);
+  std::string ext = base.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  const bool wav = ext == ".wav";
+  if (wav && n == 1) return {out};
+  std::error_code ec;
+  if (!wav && fs::exists(base, ec) && !fs::is_directory(base, ec))
+    throw std::runtime_error("--out " + out + ": a file, not a folder; give a folder for the " + std::to_string(n) +
+                             " slices, or a name ending in .wav");
+  const int digits = std::max(3, static_cast<int>(std::to_string(n - 1).size()));
+  std::vector<std::string> paths;
+  for (int64_t s = 0; s < n; ++s) {
+    std::string number = std::to_string(s);
+    number = std::string(static_cast<size_t>(std::max(0, digits - static_cast<int>(number.size()))), '0') + number;
+    paths.push_back(wav ? (base.parent_path() / (base.stem().string() + "_" + number + base.extension().string())).string()
+                        : (base / (number + ".wav")).string());
+  }
+  return paths;
+}
+
 std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_t n, const std::string& out_dir,
                                            const ListenOptions& options) {
   if (n < 1) throw std::invalid_argument("--n " + std::to_string(n) + ": expected at least 1");
+  const std::vector<std::string> paths = generated_wav_paths(out_dir, n);
   LoadedMelGenerator lg = load_mel_generator(checkpoint, options);
   const MelParams& p = lg.info.mel;
   const int64_t nz = lg.g.model.nz, image_size = lg.info.height * lg.info.width;
@@ -288,14 +368,11 @@ std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_
   Philox(options.seed, 0).fill_normal(z.data(), 0.0f, 1.0f, n * nz);
   const std::vector<float> images = generate_images(*lg.g.generator, z, n, nz, image_size);
   const double ref_db = lg.info.median_ref_db();
-  const int digits = std::max(3, static_cast<int>(std::to_string(n - 1).size()));
   std::vector<ListenResult> results;
   for (int64_t s = 0; s < n; ++s) {
     double sc = 0;
     std::vector<float> audio = invert_mel_image(images.data() + s * image_size, p, ref_db, options, &sc);
-    std::string name = std::to_string(s);
-    name = std::string(static_cast<size_t>(std::max(0, digits - static_cast<int>(name.size()))), '0') + name + ".wav";
-    results.push_back(write_result((fs::path(out_dir) / name).string(), audio, images.data() + s * image_size,
+    results.push_back(write_result(paths[s], audio, images.data() + s * image_size,
                                    static_cast<int>(lg.info.height), static_cast<int>(lg.info.width), p, sc, ref_db,
                                    options));
   }

@@ -18,6 +18,12 @@
 
 namespace ds {
 
+// How WAV samples are stored. PCM by default: every player, sox and ffmpeg read it without a
+// warning; samples beyond ±1 are clipped (ListenResult::peak says by how much; see --normalize).
+enum class WavFormat { PCM16, PCM24, Float };
+// "pcm16", "pcm24" or "float" (--wav-format); throws std::invalid_argument naming the flag otherwise.
+WavFormat parse_wav_format(const std::string& name);
+
 struct ListenOptions {
   int gl_iters = 64;              // --gl-iters
   float momentum = 0.99f;         // fast Griffin-Lim momentum (Perraudin et al. 2013)
@@ -25,6 +31,7 @@ struct ListenOptions {
   uint64_t seed = 0;              // Griffin-Lim's random phases; generated noise (listen_generated/walk)
   bool normalize = false;         // peak-normalise each file to −1 dBFS (else the original level)
   bool write_png = true;          // the mel as a PNG beside each WAV (same name, .png)
+  WavFormat wav_format = WavFormat::PCM16;  // --wav-format
   // Where the generator runs. Mel inversion and Griffin-Lim run on the CPU reference for now; the
   // interface stays the same when they move to the GPU.
   Device device = Device::CPU;   // generator and Griffin-Lim (cuFFT) on CUDA; mel inversion on the CPU
@@ -52,9 +59,14 @@ std::vector<float> invert_mel_image(const float* image, const MelParams& p, doub
 ListenResult listen_slice(const std::string& npy, int64_t index, const std::string& out_wav,
                           const ListenOptions& options);
 
+// Where listen_generated writes slice i of n for `out`: out/NNN.wav for a folder; for an out ending in
+// .wav (any case), out itself when n is 1 and out's stem + _NNN.wav beside it otherwise (never a folder
+// named *.wav). NNN has at least 3 digits, as many as n − 1 needs.
+std::vector<std::string> generated_wav_paths(const std::string& out, int64_t n);
+
 // n images from the generator of `checkpoint` (netG.safetensors or last.safetensors; eval mode, noise
-// N(0, 1) from Philox(options.seed, stream 0) in sample order) → out_dir/NNN.wav + NNN.png (at least 3
-// digits), at the dataset's median ref_db. Throws std::runtime_error "... this checkpoint was not
+// N(0, 1) from Philox(options.seed, stream 0) in sample order) → generated_wav_paths(out_dir, n), each
+// with its .png, at the dataset's median ref_db. Throws std::runtime_error "... this checkpoint was not
 // trained on a mel dataset ..." when the checkpoint carries no mel sidecar.
 std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_t n, const std::string& out_dir,
                                            const ListenOptions& options);
@@ -71,7 +83,12 @@ ListenResult listen_walk(const std::string& checkpoint, double seconds, const st
 // (anti)parallel vectors.
 std::vector<float> slerp(const float* a, const float* b, int64_t n, double t);
 
-// Writes mono float samples as a 32-bit float WAV (SF_FORMAT_WAV | SF_FORMAT_FLOAT) atomically.
+// Writes mono samples as a WAV atomically: 16- or 24-bit PCM in WAVE_FORMAT_EXTENSIBLE with the mono
+// channel mask (clipped to ±1 full scale, libsndfile's SFC_SET_CLIPPING; without it out-of-range
+// values wrap around), or 32-bit float (WAVE_FORMAT_IEEE_FLOAT with an 18-byte fmt chunk and a fact
+// chunk, as the RIFF spec wants for non-PCM formats; sox warns about extensible float files).
+void write_wav(const std::string& path, const float* samples, int64_t n, int sample_rate, WavFormat format);
+// write_wav as 32-bit float.
 void write_wav_float(const std::string& path, const float* samples, int64_t n, int sample_rate);
 
 // The magma colour map (matplotlib's, CC0; 33 of its 256 published entries, every 8th and the last,

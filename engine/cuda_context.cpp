@@ -35,12 +35,24 @@ const CudaProbe& probe_cuda() {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
-      p.reason = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(err);
+      // The common cases in plain words (a machine without a GPU is normal, not a driver failure);
+      // anything else keeps the runtime's own text.
+      int driver = 0;
+      if (err == cudaErrorNoDevice)
+        p.reason = "no NVIDIA GPU found";
+      else if (err == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess && driver == 0)
+        p.reason = "no NVIDIA driver installed";
+      else if (err == cudaErrorInsufficientDriver)
+        p.reason = "the NVIDIA driver supports CUDA up to " + std::to_string(driver / 1000) + "." +
+                   std::to_string(driver % 1000 / 10) + ", this build needs " + std::to_string(CUDART_VERSION / 1000) +
+                   "." + std::to_string(CUDART_VERSION % 1000 / 10);
+      else
+        p.reason = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(err);
       cudaGetLastError();  // clear the sticky error so later calls report their own
       return p;
     }
     if (count == 0) {
-      p.reason = "no CUDA device found";
+      p.reason = "no NVIDIA GPU found";
       return p;
     }
     cudaDeviceProp prop{};

@@ -436,7 +436,8 @@ void Trainer::write_checkpoint() {
   m.last_good_step = step_;
 }
 
-StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log) {
+StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
+                       const volatile std::sig_atomic_t* stop_requested) {
   Impl& m = *impl_;
   const fs::path dir(cfg_.out_dir);
   FILE* log = std::fopen((dir / "log.jsonl").string().c_str(), "a");
@@ -446,6 +447,7 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log) {
   // The first step has no checkpoint to fall back to; make one so a NaN never leaves nothing behind.
   if (m.last_good_step < 0 && cfg_.checkpoint_every > 0) write_checkpoint();
   StepStats stats;
+  stats.step = step_;
   auto t0 = std::chrono::steady_clock::now();
   const int64_t first = step_;
   while (step_ < cfg_.steps) {
@@ -488,7 +490,14 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log) {
       std::snprintf(name, sizeof name, "step_%07lld.png", static_cast<long long>(step_));
       write_samples((dir / "samples" / name).string());
     }
-    if (cfg_.checkpoint_every > 0 && (step_ % cfg_.checkpoint_every == 0 || last)) write_checkpoint();
+    const bool checkpointed = cfg_.checkpoint_every > 0 && (step_ % cfg_.checkpoint_every == 0 || last);
+    if (checkpointed) write_checkpoint();
+    if (stop_requested && *stop_requested && !last) {  // asked to stop: keep this step, whatever checkpoint_every says
+      if (!checkpointed) write_checkpoint();
+      stats.step = step_;
+      stats.stopped = true;
+      break;
+    }
   }
   return stats;
 }

@@ -3,6 +3,7 @@
 // DataOrder: which dataset rows each step trains on (host bookkeeping, and what the CUDA trainer's
 // device double buffer of orders must hold).
 #pragma once
+#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -38,6 +39,7 @@ struct StepStats {
   int64_t step = 0;
   float loss_d = 0, loss_g = 0, d_x = 0, d_g_z1 = 0, d_g_z2 = 0;
   double images_per_second = 0, eta_seconds = 0;
+  bool stopped = false;  // run() ended before cfg.steps because *stop_requested was set
 };
 
 
@@ -108,9 +110,12 @@ class Trainer {
  public:
   explicit Trainer(const TrainConfig& cfg);
   ~Trainer();
-  // Trains until cfg.steps; returns the last step's statistics. Throws on non-finite losses after
-  // keeping the last good checkpoint.
-  StepStats run(const std::function<void(const StepStats&)>& on_log = nullptr);
+  // Trains until cfg.steps; returns the last step's statistics (step = the current step, also when
+  // there was nothing left to train). Throws on non-finite losses after keeping the last good
+  // checkpoint. When *stop_requested (set by a signal handler, say) is non-zero after a step, writes
+  // the checkpoint of that step and returns with stopped = true.
+  StepStats run(const std::function<void(const StepStats&)>& on_log = nullptr,
+                const volatile std::sig_atomic_t* stop_requested = nullptr);
   // One training step (exposed for tests).
   void step();
   int64_t current_step() const { return step_; }

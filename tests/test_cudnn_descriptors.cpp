@@ -81,7 +81,7 @@ void check_descriptors(const ConvShape& s) {
 
 }  // namespace
 
-TEST_CASE("cudnn descriptors of every DCGAN layer match the CPU shapes (32x32, 64x64, 128x512; no GPU)") {
+TEST_CASE("cudnn descriptors of every DCGAN layer match the CPU shapes (32x32, 64x64, 128x512, no GPU needed)") {
   struct Size {
     int height, width;
   };
@@ -106,7 +106,7 @@ TEST_CASE("cudnn descriptors: the 128x512 generator starts with a 4x16 kernel fr
   CHECK(d.forward_output == std::array<int, 4>{64, 100, 1, 1});
 }
 
-TEST_CASE("cudnn descriptors: odd shapes match too; shapes the CPU helper refuses never reach cuDNN") {
+TEST_CASE("cudnn descriptors: odd shapes match too, and shapes the CPU helper refuses never reach cuDNN") {
   for (const ConvShape& s : {ds::conv2d_shape(3, 3, 5, 7, 2, 4, 4, 2, 2, 1, 1),
                              ds::conv2d_shape(3, 3, 5, 7, 2, 3, 2, 1, 1, 0, 0),
                              ds::conv2d_shape(3, 3, 5, 7, 2, 4, 4, 2, 2, 0, 0),  // floor in the output size

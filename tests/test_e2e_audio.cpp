@@ -298,7 +298,7 @@ TEST_CASE("e2e audio listen --data: a real slice comes back at its level with a 
   CHECK(info.samplerate == 8000);
   CHECK(info.channels == 1);
   CHECK(info.frames == 16000);
-  CHECK((info.format & SF_FORMAT_SUBMASK) == SF_FORMAT_FLOAT);
+  CHECK((info.format & SF_FORMAT_SUBMASK) == SF_FORMAT_PCM_16);  // the default --wav-format
   CHECK(png_size(r.png_path) == std::pair<uint32_t, uint32_t>{64, 32});
   MESSAGE("listen_slice spectral convergence (32 mels, n_fft 1024, 64 GL iterations): " << r.spectral_convergence);
   // Measured 0.053 on this slice (mel → linear NNLS + 64 fast-GL iterations; 0.045 on another slice of

@@ -211,7 +211,7 @@ TEST_CASE("emu adam_step: 5 steps with the step counter on the device equal the 
   }
 }
 
-TEST_CASE("emu images_u8_to_float gathers rows by index; float_to_u8 writes every byte") {
+TEST_CASE("emu images_u8_to_float gathers rows by index and float_to_u8 writes every byte") {
   std::mt19937 rng(106);
   struct Size {
     int64_t count, n_images, image_size;

@@ -394,7 +394,7 @@ TEST_CASE("emu runtime warp shuffle reductions (__shfl_down_sync, __shfl_xor_syn
   check_shuffle_sums<unsigned>(777, 64);
 }
 
-TEST_CASE("emu runtime shuffles honour width and out-of-range lanes as CUDA does; ballots count live lanes") {
+TEST_CASE("emu runtime shuffles honour width and out-of-range lanes as CUDA does, and ballots count live lanes") {
   std::vector<int> out(7 * 64, -99);
   DS_LAUNCH(shuffle_width_kernel, 1, 64, 0, 0, out.data());
   int wrong = 0;

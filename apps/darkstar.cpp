@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   // ---- train ----
   auto* train = app.add_subcommand("train", "train a DCGAN on a prepared dataset");
   TrainConfig tc;
-  std::string train_device = "auto";
+  std::string train_device = "auto", train_device_data = "auto";
   train->add_option("--data", tc.data_path, "dataset .npy from prepare-images")->required();
   train->add_option("--out", tc.out_dir, "run folder (checkpoints, samples, log)")->required();
   train->add_option("--steps", tc.steps, "training steps (default 2000)");
@@ -137,6 +137,10 @@ int main(int argc, char** argv) {
   train->add_option("--log-every", tc.log_every, "steps between log lines (default 10)");
   train->add_option("--device", train_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors");
+  train->add_option("--device-data", train_device_data,
+                    "CUDA: auto (default: resident when it fits), resident (dataset on the GPU) or stream (pinned, "
+                    "double-buffered batch uploads)")
+      ->check(CLI::IsMember({"auto", "resident", "stream"}));
 
   // ---- sample ----
   auto* sample = app.add_subcommand("sample", "generate images from a checkpoint");
@@ -226,6 +230,7 @@ int main(int argc, char** argv) {
     } else if (*train) {
       if (tc.resume) inherit_from_checkpoint(*train, tc);
       tc.device = pick_device(train_device);
+      tc.device_data = parse_device_data(train_device_data);
       Trainer trainer(tc);
       std::printf("training on %s: %s, batch %lld, %lld steps, run folder %s\n", device_name(tc.device),
                   tc.data_path.c_str(), static_cast<long long>(tc.batch), static_cast<long long>(tc.steps),

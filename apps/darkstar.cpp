@@ -1,5 +1,5 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// prepare-audio, train, sample, listen, doctor.
+// prepare-audio, train, sample, listen, inspect (data), doctor.
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -8,12 +8,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "audio/inspect_mel.h"
 #include "audio/listen.h"
 #include "audio/prepare_audio.h"
 #include "engine/checkpoint.h"
 #include "engine/cuda_context.h"
 #include "engine/doctor.h"
 #include "engine/image_dataset.h"
+#include "engine/inspect_data.h"
 #include "engine/npy.h"
 #include "engine/png.h"
 #include "engine/rng.h"
@@ -173,6 +175,20 @@ int main(int argc, char** argv) {
   listen->add_flag("--normalize", lo.normalize, "peak-normalise to -1 dBFS (default: the original level)");
   listen->add_option("--device", li_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
+  // ---- inspect (a group: `inspect data`, and other inspection tools beside it) ----
+  auto* inspect = app.add_subcommand("inspect", "look at a dataset (or a run) before spending hours on it");
+  inspect->require_subcommand(1);
+  auto* inspect_data = inspect->add_subcommand("data", "count, shape, sources, levels, duplicates and a mosaic PNG of a dataset");
+  std::string id_path;
+  InspectOptions io;
+  inspect_data->add_option("dataset", id_path, "a dataset .npy from prepare-images or prepare-audio")->required();
+  inspect_data->add_option("--out", io.mosaic_path, "mosaic PNG (default: X.mosaic.png beside X.npy)");
+  inspect_data->add_option("--n", io.mosaic_count, "rows in the mosaic (default 64 images, 16 mel slices)")
+      ->check(CLI::PositiveNumber);
+  inspect_data->add_option("--bins", io.histogram_bins, "histogram bins (default 12)")->check(CLI::PositiveNumber);
+  inspect_data->add_option("--silent-db", io.silent_db,
+                           "mel: near-silent = this many dB below the median slice level (default 40)");
+
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
   bool doctor_probe = false;
@@ -276,6 +292,12 @@ int main(int argc, char** argv) {
       std::printf("wrote %s: %lld images %lldx%lldx%lld\n", sample_out.c_str(), static_cast<long long>(sample_n),
                   static_cast<long long>(mc.channels), static_cast<long long>(mc.height),
                   static_cast<long long>(mc.width));
+    } else if (*inspect_data) {
+      const ImageDataset data = load_image_dataset(id_path);
+      const InspectResult r = is_mel_sidecar(data.sidecar_json)
+                                  ? inspect_mel_dataset(data, read_mel_info_for(id_path, data.sidecar_json), io)
+                                  : inspect_image_dataset(data, io);
+      std::fputs(r.text.c_str(), stdout);
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
     } else if (*inspect_data) {
       const ImageDataset data = load_image_dataset(id_path);
       const InspectResult r = is_mel_sidecar(data.sidecar_json)
-                                  ? inspect_mel_dataset(data, read_mel_info_for(id_path, data.sidecar_json), io)
+                                  ? inspect_mel_dataset(data, read_mel_info_for(id_path), io)
                                   : inspect_image_dataset(data, io);
       std::fputs(r.text.c_str(), stdout);
     } else if (*doctor) {

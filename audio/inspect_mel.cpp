@@ -17,8 +17,8 @@ double mel_slice_level_db(double ref_db, float max_value, double top_db) {
   return ref_db + (static_cast<double>(max_value) - 1.0) * top_db / 2.0;
 }
 
-MelDatasetInfo read_mel_info_for(const std::string& npy_path, const std::string& sidecar_json) {
-  return parse_mel_sidecar(sidecar_json, sidecar_path_for(npy_path));
+MelDatasetInfo read_mel_info_for(const std::string& npy_path) {
+  return read_mel_dataset_info(sidecar_path_for(npy_path));
 }
 
 namespace {

@@ -21,8 +21,8 @@ double mel_slice_level_db(double ref_db, float max_value, double top_db);
 // row. Throws std::runtime_error naming the sidecar when it is not a usable mel sidecar.
 InspectResult inspect_mel_dataset(const ImageDataset& data, const MelDatasetInfo& info, const InspectOptions& options);
 
-// The per-slice index of a mel dataset X.npy: its sidecar X.json (with the slices embedded, or in the
-// X.slices.jsonl beside it once prepare-audio writes one).
-MelDatasetInfo read_mel_info_for(const std::string& npy_path, const std::string& sidecar_json);
+// The parameters and per-slice index of a mel dataset X.npy: its sidecar X.json and the X.slices.jsonl
+// it names (or an old sidecar's embedded "slices"), through read_mel_dataset_info.
+MelDatasetInfo read_mel_info_for(const std::string& npy_path);
 
 }  // namespace ds

@@ -194,12 +194,20 @@ TEST_CASE("e2e inspect data on a mel dataset: sources, levels, near-silent and d
   const ImageDataset data = load_image_dataset(npy);
   InspectOptions options;
   options.silent_db = 15;  // so the 0.005 slices (40 dB under the loud ones) count as near-silent too
-  const MelDatasetInfo info = read_mel_info_for(npy, data.sidecar_json);
+  const MelDatasetInfo info = read_mel_info_for(npy);
   const InspectResult r = inspect_mel_dataset(data, info, options);
 
   // Independent figures from the raw array and the sidecar's JSON.
   const NpyArray raw = read_npy(npy);
   const nlohmann::json side = nlohmann::json::parse(read_file_text(sidecar_path_for(npy)));
+  // The per-slice index: one JSON object a line in the file the sidecar names, beside it.
+  std::vector<nlohmann::json> index;
+  {
+    std::ifstream lines(fs::path(npy).parent_path() / side.at("slice_index").get<std::string>());
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty()) index.push_back(nlohmann::json::parse(line));
+  }
+  REQUIRE(index.size() == 10);
   const int64_t size = 32 * 64;
   const double top_db = side.at("top_db").get<double>();
   std::vector<double> level;
@@ -212,7 +220,7 @@ TEST_CASE("e2e inspect data on a mel dataset: sources, levels, near-silent and d
       lo = std::min(lo, v);
     }
     if (hi == lo) constant.push_back(i);
-    level.push_back(side.at("slices")[i].at("ref_db").get<double>() + (hi - 1.0) * top_db / 2.0);
+    level.push_back(index[i].at("ref_db").get<double>() + (hi - 1.0) * top_db / 2.0);
   }
   std::vector<double> sorted = level;
   std::sort(sorted.begin(), sorted.end());

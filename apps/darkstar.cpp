@@ -181,12 +181,13 @@ int main(int argc, char** argv) {
   auto* inspect_data = inspect->add_subcommand("data", "count, shape, sources, levels, duplicates and a mosaic PNG of a dataset");
   std::string id_path;
   InspectOptions io;
+  MelInspectOptions mio;
   inspect_data->add_option("dataset", id_path, "a dataset .npy from prepare-images or prepare-audio")->required();
   inspect_data->add_option("--out", io.mosaic_path, "mosaic PNG (default: X.mosaic.png beside X.npy)");
   inspect_data->add_option("--n", io.mosaic_count, "rows in the mosaic (default 64 images, 16 mel slices)")
       ->check(CLI::PositiveNumber);
   inspect_data->add_option("--bins", io.histogram_bins, "histogram bins (default 12)")->check(CLI::PositiveNumber);
-  inspect_data->add_option("--silent-db", io.silent_db,
+  inspect_data->add_option("--silent-db", mio.silent_db,
                            "mel: near-silent = this many dB below the median slice level (default 40)");
 
   // ---- doctor ----
@@ -294,10 +295,10 @@ int main(int argc, char** argv) {
                   static_cast<long long>(mc.width));
     } else if (*inspect_data) {
       const ImageDataset data = load_image_dataset(id_path);
-      const InspectResult r = is_mel_sidecar(data.sidecar_json)
-                                  ? inspect_mel_dataset(data, read_mel_info_for(id_path), io)
-                                  : inspect_image_dataset(data, io);
-      std::fputs(r.text.c_str(), stdout);
+      const std::string text = is_mel_sidecar(data.sidecar_json)
+                                   ? inspect_mel_dataset(data, read_mel_info_for(id_path), io, mio).text
+                                   : inspect_image_dataset(data, io).text;
+      std::fputs(text.c_str(), stdout);
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

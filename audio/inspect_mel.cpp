@@ -37,12 +37,13 @@ std::string clock_of(double seconds) {
 }
 }  // namespace
 
-InspectResult inspect_mel_dataset(const ImageDataset& data, const MelDatasetInfo& info, const InspectOptions& options) {
+MelInspectResult inspect_mel_dataset(const ImageDataset& data, const MelDatasetInfo& info, const InspectOptions& options,
+                                     const MelInspectOptions& mel) {
   const std::string sidecar = sidecar_path_for(data.file->path());
   if (info.count != data.count || static_cast<int64_t>(info.slices.size()) != data.count)
     throw std::runtime_error(sidecar + ": the mel sidecar indexes " + std::to_string(info.slices.size()) +
                              " slices but '" + data.file->path() + "' holds " + std::to_string(data.count));
-  InspectResult r;
+  MelInspectResult r;
   r.rows = compute_row_figures(data);
   const nlohmann::json j = nlohmann::json::parse(data.sidecar_json, nullptr, false);
   auto number = [&](const char* key, double fallback) {
@@ -115,7 +116,7 @@ InspectResult inspect_mel_dataset(const ImageDataset& data, const MelDatasetInfo
   r.level = make_histogram(r.level_values, options.histogram_bins);
   const double median = median_of(r.level_values);
   const double floor_db = 10.0 * std::log10(info.mel.amin);
-  const double threshold = median - options.silent_db;
+  const double threshold = median - mel.silent_db;
   for (int64_t i = 0; i < data.count; ++i)
     if (r.level_values[i] < threshold || r.level_values[i] <= floor_db + 1e-9) r.near_silent.push_back(i);
   std::snprintf(line, sizeof line, "level per slice (peak mel power, dB; the sidecar's ref_db): min %.1f, median %.1f, max %.1f\n",
@@ -124,7 +125,7 @@ InspectResult inspect_mel_dataset(const ImageDataset& data, const MelDatasetInfo
   out += line;
   out += format_histogram(r.level, "dB", 1);
   std::snprintf(line, sizeof line, "near-silent slices (level below median - %g dB = %.1f dB, or at the %.0f dB floor): %zu\n",
-                options.silent_db, threshold, floor_db, r.near_silent.size());
+                mel.silent_db, threshold, floor_db, r.near_silent.size());
   out += line;
   const size_t limit = static_cast<size_t>(std::max(1, options.list_limit));
   for (size_t i = 0; i < r.near_silent.size() && i < limit; ++i) {

@@ -15,11 +15,19 @@ namespace ds {
 // with a fixed --ref, ref_db is one number and the image carries the level.
 double mel_slice_level_db(double ref_db, float max_value, double top_db);
 
+struct MelInspectOptions {
+  double silent_db = 40;  // near-silent: this many dB below the median slice level
+};
+struct MelInspectResult : InspectResult {
+  std::vector<int64_t> near_silent;  // rows below the silence threshold, ascending
+};
+
 // The inspection of a mel dataset (data.sidecar_json must be a mel sidecar; its per-slice index is
-// read as MelDatasetInfo). Near-silent: level below (median level − options.silent_db) or at the amin
+// read as MelDatasetInfo). Near-silent: level below (median level − mel.silent_db) or at the amin
 // floor 10·log10(amin) (digital silence). The mosaic: options.mosaic_count (default 16) slices, 4 per
 // row. Throws std::runtime_error naming the sidecar when it is not a usable mel sidecar.
-InspectResult inspect_mel_dataset(const ImageDataset& data, const MelDatasetInfo& info, const InspectOptions& options);
+MelInspectResult inspect_mel_dataset(const ImageDataset& data, const MelDatasetInfo& info, const InspectOptions& options,
+                                     const MelInspectOptions& mel = {});
 
 // The parameters and per-slice index of a mel dataset X.npy: its sidecar X.json and the X.slices.jsonl
 // it names (or an old sidecar's embedded "slices"), through read_mel_dataset_info.

@@ -56,7 +56,6 @@ struct InspectOptions {
   std::string mosaic_path;  // "" : X.mosaic.png beside X.npy (mosaic_path_for)
   int mosaic_count = 0;     // rows in the mosaic; 0: the kind's default (64 images, 16 mel slices)
   int histogram_bins = 12;
-  double silent_db = 40;    // mel: near-silent = this many dB below the median slice level
   int list_limit = 10;      // duplicate groups / files / rows listed by name before "... and N more"
 };
 
@@ -64,9 +63,8 @@ struct InspectOptions {
 struct InspectResult {
   std::string text;  // the report, ready to print
   RowFigures rows;
-  Histogram level;                   // images: mean brightness per image (0..255); mel: level per slice (dB)
+  Histogram level;                   // of a per-row level (images: mean brightness, 0..255)
   std::vector<double> level_values;  // the values histogrammed, one per row
-  std::vector<int64_t> near_silent;  // mel only: rows below the silence threshold
   std::vector<int64_t> mosaic_rows;
   std::string mosaic_path;
   int mosaic_height = 0, mosaic_width = 0;

@@ -193,9 +193,10 @@ TEST_CASE("e2e inspect data on a mel dataset: sources, levels, near-silent and d
 
   const ImageDataset data = load_image_dataset(npy);
   InspectOptions options;
-  options.silent_db = 15;  // so the 0.005 slices (40 dB under the loud ones) count as near-silent too
+  MelInspectOptions mel;
+  mel.silent_db = 15;  // so the 0.005 slices (40 dB under the loud ones) count as near-silent too
   const MelDatasetInfo info = read_mel_info_for(npy);
-  const InspectResult r = inspect_mel_dataset(data, info, options);
+  const MelInspectResult r = inspect_mel_dataset(data, info, options, mel);
 
   // Independent figures from the raw array and the sidecar's JSON.
   const NpyArray raw = read_npy(npy);

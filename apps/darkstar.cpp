@@ -187,6 +187,8 @@ int main(int argc, char** argv) {
   inspect_data->add_option("--n", io.mosaic_count, "rows in the mosaic (default 64 images, 16 mel slices)")
       ->check(CLI::PositiveNumber);
   inspect_data->add_option("--bins", io.histogram_bins, "histogram bins (default 12)")->check(CLI::PositiveNumber);
+  inspect_data->add_option("--blank-range", io.blank_range,
+                           "images: near-blank when the pixel range is at most this (default 8 of 255)");
   inspect_data->add_option("--silent-db", mio.silent_db,
                            "mel: near-silent = this many dB below the median slice level (default 40)");
 

@@ -254,6 +254,19 @@ InspectResult inspect_image_dataset(const ImageDataset& data, const InspectOptio
 
   // Brightness per image, in the stored 0..255 scale for uint8 (the [-1, 1] scale otherwise).
   const bool u8 = data.dtype == DType::U8;
+  // Near-blank: a few grey levels over the whole image (range in 0..255 units; [-1, 1] spans 255).
+  // min/max went through x/127.5 − 1 in float (error ~1e-5 levels); uint8 ranges are whole levels, so
+  // a 1e-3 margin decides exactly.
+  for (int64_t i = 0; i < data.count; ++i)
+    if ((double(r.rows.max[i]) - double(r.rows.min[i])) * 127.5 <= options.blank_range + 1e-3) r.near_blank.push_back(i);
+  {
+    char line[160];
+    std::snprintf(line, sizeof line, "near-blank images (pixel range at most %g of 255): %zu\n", options.blank_range,
+                  r.near_blank.size());
+    out += line;
+    if (!r.near_blank.empty())
+      out += "  " + join_rows(r.near_blank, static_cast<size_t>(std::max(1, options.list_limit)), describe) + "\n";
+  }
   r.level_values = r.rows.stored_mean;
   r.level = make_histogram(r.level_values, options.histogram_bins);
   out += std::string("mean brightness per image (") + (u8 ? "0..255" : "[-1, 1]") + "):\n";

@@ -56,6 +56,7 @@ struct InspectOptions {
   std::string mosaic_path;  // "" : X.mosaic.png beside X.npy (mosaic_path_for)
   int mosaic_count = 0;     // rows in the mosaic; 0: the kind's default (64 images, 16 mel slices)
   int histogram_bins = 12;
+  double blank_range = 8;   // images: near-blank when max − min of its pixels is at most this (of 0..255)
   int list_limit = 10;      // duplicate groups / files / rows listed by name before "... and N more"
 };
 
@@ -65,6 +66,7 @@ struct InspectResult {
   RowFigures rows;
   Histogram level;                   // of a per-row level (images: mean brightness, 0..255)
   std::vector<double> level_values;  // the values histogrammed, one per row
+  std::vector<int64_t> near_blank;   // images: rows whose pixel range is at most blank_range
   std::vector<int64_t> mosaic_rows;
   std::string mosaic_path;
   int mosaic_height = 0, mosaic_width = 0;
@@ -80,7 +82,7 @@ void describe_rows(std::string& out, const ImageDataset& data, const RowFigures&
 
 // The whole inspection of an image dataset (uint8, or any dataset without a mel sidecar): count,
 // shape, dtype, sources from the sidecar (folder or IDX, files, skipped), mean-brightness histogram,
-// duplicate and blank images, and the mosaic (the images as they are, 8 per row) written atomically.
+// duplicate, constant and near-blank images, and the mosaic (the images as they are, 8 per row) written atomically.
 InspectResult inspect_image_dataset(const ImageDataset& data, const InspectOptions& options);
 
 }  // namespace ds

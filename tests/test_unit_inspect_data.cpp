@@ -119,6 +119,8 @@ TEST_CASE("unit inspect data on an image dataset: counts, duplicates, blank imag
   copy_row(17, 3);
   copy_row(30, 12);
   std::fill(pixels.begin() + 20 * size, pixels.begin() + 22 * size, uint8_t(77));
+  // 33: near-blank, values 100..108 (range 8, the threshold itself), not constant.
+  for (int64_t j = 0; j < size; ++j) pixels[33 * size + j] = static_cast<uint8_t>(100 + j % 9);
   const std::string npy = (dir / "imgs.npy").string();
   write_npy(npy, DType::U8, {N, C, S, S}, pixels.data());
 
@@ -132,6 +134,13 @@ TEST_CASE("unit inspect data on an image dataset: counts, duplicates, blank imag
   CHECK(r.rows.duplicate_groups == groups);
   CHECK(r.rows.duplicate_rows() == 4);
   CHECK(r.rows.constant_rows == std::vector<int64_t>{20, 21});
+  std::vector<int64_t> blank;  // pixel range <= 8 levels, from the bytes
+  for (int64_t i = 0; i < N; ++i) {
+    const auto [lo, hi] = std::minmax_element(raw.data.begin() + i * size, raw.data.begin() + (i + 1) * size);
+    if (*hi - *lo <= 8) blank.push_back(i);
+  }
+  CHECK(blank == std::vector<int64_t>{20, 21, 33});
+  CHECK(r.near_blank == blank);
   std::vector<double> brightness;
   for (int64_t i = 0; i < N; ++i) {
     double sum = 0;
@@ -147,6 +156,7 @@ TEST_CASE("unit inspect data on an image dataset: counts, duplicates, blank imag
   CHECK(contains(r.text, "exact duplicates: 4 rows repeat an earlier one (3 groups)"));
   CHECK(contains(r.text, "same bytes: #3, #5, #17"));
   CHECK(contains(r.text, "constant rows (every value equal): 2"));
+  CHECK(contains(r.text, "near-blank images (pixel range at most 8 of 255): 3"));
 
   // The mosaic: all 40 images, 8 a row with make_image_grid's 2-pixel padding, pixels as stored.
   CHECK(r.mosaic_path == (dir / "imgs.mosaic.png").string());

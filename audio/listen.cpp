@@ -315,7 +315,7 @@ ListenResult listen_slice(const std::string& npy, int64_t index, const std::stri
   if (!fs::exists(sidecar, ec))
     throw std::runtime_error(npy + ": no sidecar '" + sidecar + "' beside it; listen --data needs the mel dataset's "
                                    "sidecar written by prepare-audio");
-  const MelDatasetInfo info = parse_mel_sidecar(read_file_text(sidecar), sidecar);
+  const MelDatasetInfo info = read_mel_dataset_info(sidecar);
   const NpyArray array = read_npy(npy);
   if (array.dtype != DType::F16 || array.shape.size() != 4 || array.shape[1] != 1 ||
       array.shape[2] != info.height || array.shape[3] != info.width || array.shape[0] != info.count)

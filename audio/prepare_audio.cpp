@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -313,6 +314,16 @@ class MelBatcher {
   DeviceBuffer<float> d_audio_, d_images_, d_refs_;
 };
 
+// One line of X.slices.jsonl (the keys the embedded "slices" list of older sidecars had).
+std::string slice_index_line(const MelSliceInfo& s) {
+  nlohmann::ordered_json line = {{"file", s.file}, {"start", s.start_seconds}, {"ref_db", s.ref_db}};
+  return line.dump() + "\n";
+}
+
+MelSliceInfo parse_slice(const nlohmann::json& s) {
+  return {s.at("file").get<int64_t>(), s.at("start").get<double>(), s.at("ref_db").get<double>()};
+}
+
 bool same_file(const fs::path& a, const fs::path& b) {
   std::error_code ec1, ec2;
   const fs::path ca = fs::weakly_canonical(a, ec1), cb = fs::weakly_canonical(b, ec2);
@@ -385,7 +396,8 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
   const std::string sidecar_path = sidecar_path_for(out_npy);
   std::vector<std::string> files;
   for (const std::string& f : found)
-    if (!same_file(f, out_npy) && !same_file(f, sidecar_path)) files.push_back(f);
+    if (!same_file(f, out_npy) && !same_file(f, sidecar_path) && !same_file(f, slice_index_path_for(out_npy)))
+      files.push_back(f);
   if (files.empty()) throw std::runtime_error("no files found under '" + input + "'");
 
   const int threads = std::max(1, options.decode_threads > 0 ? options.decode_threads
@@ -509,10 +521,18 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
   j["source"] = fs::absolute(input, ec).lexically_normal().generic_string();
   j["audio_seconds"] = result.audio_seconds;
   j["files"] = used_files;
-  nlohmann::ordered_json slice_list = nlohmann::ordered_json::array();
-  for (const MelSliceInfo& s : slices)
-    slice_list.push_back({{"file", s.file}, {"start", s.start_seconds}, {"ref_db", s.ref_db}});
-  j["slices"] = std::move(slice_list);
+  const std::string index_path = slice_index_path_for(out_npy);
+  {
+    std::string lines;
+    for (const MelSliceInfo& s : slices) lines += slice_index_line(s);
+    write_text_atomic(index_path, lines);
+  }
+  j["slice_index"] = fs::path(index_path).filename().generic_string();
+  {
+    MelDatasetInfo levels;
+    levels.slices = slices;
+    j["median_ref_db"] = levels.median_ref_db();
+  }
   nlohmann::ordered_json skipped = nlohmann::ordered_json::array();
   for (const SkippedAudioFile& s : result.skipped) skipped.push_back({{"file", s.file}, {"reason", s.reason}});
   j["skipped"] = std::move(skipped);
@@ -527,8 +547,15 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
 
 // ---- the sidecar read back ---------------------------------------------------------------------
 
+std::string slice_index_path_for(const std::string& npy_path) {
+  const std::string suffix = ".npy";
+  if (npy_path.size() > suffix.size() && npy_path.compare(npy_path.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return npy_path.substr(0, npy_path.size() - suffix.size()) + ".slices.jsonl";
+  return npy_path + ".slices.jsonl";
+}
+
 double MelDatasetInfo::median_ref_db() const {
-  if (slices.empty()) return 0.0;
+  if (slices.empty()) return std::isfinite(recorded_median_ref_db) ? recorded_median_ref_db : 0.0;
   std::vector<double> r;
   r.reserve(slices.size());
   for (const MelSliceInfo& s : slices) r.push_back(s.ref_db);
@@ -591,8 +618,13 @@ MelDatasetInfo parse_mel_sidecar(const std::string& text, const std::string& whe
     info.height = need("height").get<int64_t>();
     info.width = need("width").get<int64_t>();
     if (j.contains("files")) info.files = j["files"].get<std::vector<std::string>>();
-    for (const auto& s : need("slices"))
-      info.slices.push_back({s.at("file").get<int64_t>(), s.at("start").get<double>(), s.at("ref_db").get<double>()});
+    if (j.contains("median_ref_db") && j["median_ref_db"].is_number())
+      info.recorded_median_ref_db = j["median_ref_db"].get<double>();
+    if (j.contains("slices")) {
+      for (const auto& s : j["slices"]) info.slices.push_back(parse_slice(s));
+    } else if (!j.contains("slice_index")) {
+      throw std::runtime_error(where + ": the mel sidecar lacks \"slice_index\" (and has no embedded \"slices\")");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(where + ": malformed mel sidecar: " + e.what());
   }
@@ -600,7 +632,7 @@ MelDatasetInfo parse_mel_sidecar(const std::string& text, const std::string& whe
     throw std::runtime_error(where + ": the mel sidecar's image " + std::to_string(info.height) + "×" +
                              std::to_string(info.width) + " disagrees with its parameters (" +
                              std::to_string(p.image_height()) + "×" + std::to_string(p.image_width()) + ")");
-  if (static_cast<int64_t>(info.slices.size()) != info.count)
+  if (j.contains("slices") && static_cast<int64_t>(info.slices.size()) != info.count)
     throw std::runtime_error(where + ": the mel sidecar lists " + std::to_string(info.slices.size()) +
                              " slices but count is " + std::to_string(info.count));
   try {
@@ -608,6 +640,44 @@ MelDatasetInfo parse_mel_sidecar(const std::string& text, const std::string& whe
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(where + ": the mel sidecar's parameters are unusable: " + e.what());
   }
+  return info;
+}
+
+MelDatasetInfo read_mel_dataset_info(const std::string& sidecar_path) {
+  const std::string text = read_file_text(sidecar_path);
+  MelDatasetInfo info = parse_mel_sidecar(text, sidecar_path);
+  const nlohmann::json j = nlohmann::json::parse(text);  // parse_mel_sidecar checked it is JSON
+  if (!j.contains("slices")) {
+    if (!j["slice_index"].is_string() || j["slice_index"].get<std::string>().empty())
+      throw std::runtime_error(sidecar_path + ": the mel sidecar's \"slice_index\" is not a file name");
+    const fs::path index = fs::path(sidecar_path).parent_path() / j["slice_index"].get<std::string>();
+    std::ifstream in(index, std::ios::binary);
+    if (!in)
+      throw std::runtime_error(index.string() + ": cannot open the slice index named by " + sidecar_path +
+                               " (it is written beside the dataset by prepare-audio)");
+    info.slices.reserve(static_cast<size_t>(std::clamp<int64_t>(info.count, 0, int64_t(1) << 24)));
+    std::string line;
+    int64_t line_no = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.empty()) continue;
+      try {
+        info.slices.push_back(parse_slice(nlohmann::json::parse(line)));
+      } catch (const nlohmann::json::exception& e) {
+        throw std::runtime_error(index.string() + ":" + std::to_string(line_no) +
+                                 ": expected {\"file\": n, \"start\": s, \"ref_db\": dB}: " + e.what());
+      }
+    }
+    if (in.bad()) throw std::runtime_error(index.string() + ": read error");
+    if (static_cast<int64_t>(info.slices.size()) != info.count)
+      throw std::runtime_error(index.string() + ": the slice index lists " + std::to_string(info.slices.size()) +
+                               " slices but " + sidecar_path + " says count " + std::to_string(info.count));
+  }
+  for (size_t i = 0; i < info.slices.size(); ++i)
+    if (info.slices[i].file < 0 || info.slices[i].file >= static_cast<int64_t>(info.files.size()))
+      throw std::runtime_error(sidecar_path + ": slice " + std::to_string(i) + " names file " +
+                               std::to_string(info.slices[i].file) + " but the sidecar lists " +
+                               std::to_string(info.files.size()) + " files");
   return info;
 }
 

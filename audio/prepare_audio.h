@@ -10,8 +10,13 @@
 //   frames per slice), resize (null, or {height, width, domain "dB", filter}),
 //   db "10*log10(max(S, amin)) - ref_db, clipped below at its max - top_db",
 //   normalisation "x = db/top_db*2+1" (the inverse: db = (x-1)*top_db/2),
-//   preset, source, audio_seconds, files [paths], slices [{file: index into files, start: seconds,
-//   ref_db: 10*log10(max(ref, amin))}], skipped [{file, reason}], dropped_silent.
+//   preset, source, audio_seconds, files [paths], slice_index (the file name, relative to the sidecar's
+//   folder, of X.slices.jsonl: one JSON object per line and slice, in dataset order, {"file": index into
+//   files, "start": seconds, "ref_db": 10*log10(max(ref, amin))}), median_ref_db (of those ref_db, so
+//   that a checkpoint carrying only the sidecar can still set the level of generated audio),
+//   skipped [{file, reason}], dropped_silent.
+// Sidecars written before the index moved out carry the same objects embedded as "slices" [...];
+// read_mel_dataset_info reads both.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -94,14 +99,29 @@ struct MelDatasetInfo {
   MelParams mel;
   int64_t count = 0, height = 0, width = 0;
   std::vector<std::string> files;
-  std::vector<MelSliceInfo> slices;
-  // The median slice ref_db (0 dB when there are no slices): the level of generated audio.
+  std::vector<MelSliceInfo> slices;  // empty when parse_mel_sidecar had only the sidecar of a slice_index
+  // The sidecar's "median_ref_db" (NaN when it has none: older sidecars embed their slices instead).
+  double recorded_median_ref_db = std::numeric_limits<double>::quiet_NaN();
+  // The median slice ref_db: of `slices` when present, else the recorded one, else 0 dB. The level of
+  // generated audio.
   double median_ref_db() const;
 };
 
-// Parses a sidecar's text; `where` names its origin in errors. Throws std::runtime_error when the text
-// is not JSON, is not a mel sidecar (kind != "mel"), or lacks a key needed to invert (named).
+// "X.slices.jsonl" for "X.npy" (the slice index beside the dataset; "X.npy.slices.jsonl" otherwise).
+std::string slice_index_path_for(const std::string& npy_path);
+
+// Parses a sidecar's text alone; `where` names its origin in errors. Fills `slices` only from an
+// embedded "slices" list (old sidecars; then their number must equal count); a sidecar naming a
+// "slice_index" file leaves `slices` empty (a checkpoint carries the sidecar text, not the index).
+// Throws std::runtime_error when the text is not JSON, is not a mel sidecar (kind != "mel"), or lacks
+// a key needed to invert (named).
 MelDatasetInfo parse_mel_sidecar(const std::string& json_text, const std::string& where);
+
+// Reads the sidecar at sidecar_path and its slice index (the file its "slice_index" names, relative to
+// the sidecar's folder; or the embedded "slices" of an old sidecar), so that `slices` has `count`
+// entries. Throws std::runtime_error naming the file and line when the sidecar or the index is
+// missing, malformed, or the index does not hold `count` slices with valid file indices.
+MelDatasetInfo read_mel_dataset_info(const std::string& sidecar_path);
 // True when the text is a JSON object with kind "mel".
 bool is_mel_sidecar(const std::string& json_text);
 

@@ -16,10 +16,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "engine/atomic_file.h"
+#include "engine/cpu/image.h"
 
 namespace fs = std::filesystem;
 
@@ -489,36 +491,44 @@ PrepareImagesResult prepare_images(const std::string& input, const std::string& 
 // ---- loading -----------------------------------------------------------------------------------
 
 void ImageDataset::sample_as_float(float* out, int64_t index) const {
+  const int32_t one = static_cast<int32_t>(index);
+  gather_as_float(out, &one, 1);
+}
+
+void ImageDataset::gather_as_float(float* out, const int32_t* indices, int64_t n) const {
   const int64_t size = sample_size();
   if (dtype == DType::U8) {
-    const uint8_t* src = pixels.data() + index * size;
-    for (int64_t i = 0; i < size; ++i) out[i] = src[i] / 127.5f - 1.0f;
-  } else {
-    std::copy(values.begin() + index * size, values.begin() + (index + 1) * size, out);
+    cpu::images_u8_to_float(out, file->data(), indices, n, size);
+    return;
+  }
+  const uint16_t* halves = reinterpret_cast<const uint16_t*>(file->data());
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t* src = halves + static_cast<int64_t>(indices[i]) * size;
+    for (int64_t j = 0; j < size; ++j) out[i * size + j] = half_to_float(src[j]);
   }
 }
 
 ImageDataset load_image_dataset(const std::string& path) {
-  NpyArray array = read_npy(path);
-  if (array.shape.size() != 4 || (array.dtype != DType::U8 && array.dtype != DType::F16)) {
-    std::string shape;
-    for (size_t i = 0; i < array.shape.size(); ++i) shape += (i ? "×" : "") + std::to_string(array.shape[i]);
-    throw std::runtime_error("dataset '" + path + "' is " + dtype_name(array.dtype) + " with shape (" + shape +
+  auto file = std::make_shared<const MappedNpy>(path);
+  const std::vector<int64_t>& shape = file->shape();
+  if (shape.size() != 4 || (file->dtype() != DType::U8 && file->dtype() != DType::F16)) {
+    std::string text;
+    for (size_t i = 0; i < shape.size(); ++i) text += (i ? "×" : "") + std::to_string(shape[i]);
+    throw std::runtime_error("dataset '" + path + "' is " + dtype_name(file->dtype()) + " with shape (" + text +
                              "); expected a 4-D N×C×H×W array of uint8 (images, from prepare-images) or float16 "
                              "(mel spectrograms)");
   }
   ImageDataset dataset;
-  dataset.dtype = array.dtype;
-  dataset.count = array.shape[0];
-  dataset.channels = array.shape[1];
-  dataset.height = array.shape[2];
-  dataset.width = array.shape[3];
+  dataset.dtype = file->dtype();
+  dataset.count = shape[0];
+  dataset.channels = shape[1];
+  dataset.height = shape[2];
+  dataset.width = shape[3];
   if (dataset.count == 0) throw std::runtime_error("dataset '" + path + "' holds no samples");
-  if (array.dtype == DType::U8) {
-    dataset.pixels = std::move(array.data);
-  } else {
-    dataset.values = array.to_float();
-  }
+  if (dataset.count > std::numeric_limits<int32_t>::max())
+    throw std::runtime_error("dataset '" + path + "' holds " + std::to_string(dataset.count) +
+                             " samples; at most 2^31 - 1 are supported (rows are indexed by int32)");
+  dataset.file = std::move(file);
 
   const std::string sidecar = sidecar_path_for(path);
   std::error_code ec;

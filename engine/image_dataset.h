@@ -2,10 +2,12 @@
 // into a uint8 N×C×H×W .npy plus a .json sidecar) and loading such a dataset back for the trainer.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/npy.h"
+#include "engine/npy_map.h"
 
 namespace ds {
 
@@ -42,16 +44,22 @@ PrepareImagesResult prepare_images(const std::string& input, const std::string& 
 // "X.npy" -> "X.json" (any other name gets ".json" appended).
 std::string sidecar_path_for(const std::string& npy_path);
 
+// A prepared dataset as the trainer and `inspect` read it: the .npy memory-mapped (rows are read in
+// place from the page cache; the file is never copied whole into memory) plus the sidecar's text.
 struct ImageDataset {
-  DType dtype = DType::U8;  // as stored: U8 (images) or F16 (mel spectrograms)
+  DType dtype = DType::U8;  // as stored: U8 (images) or F16 (mel spectrograms, already in [-1, 1])
   int64_t count = 0, channels = 0, height = 0, width = 0;
-  std::vector<uint8_t> pixels;  // U8: N×C×H×W as stored
-  std::vector<float> values;    // F16: N×C×H×W converted to float (already in [-1, 1])
-  std::string sidecar_json;     // the sidecar's text, "" if there is none
+  std::shared_ptr<const MappedNpy> file;  // count×C×H×W elements of dtype at file->data()
+  std::string sidecar_json;               // the sidecar's text, "" if there is none
 
   int64_t sample_size() const { return channels * height * width; }
-  // One sample as float in [-1, 1] (x/127.5 - 1 for U8). out: C×H×W.
+  size_t row_bytes() const { return static_cast<size_t>(sample_size()) * dtype_size(dtype); }
+  // The stored bytes of row index (row_bytes() of them).
+  const uint8_t* row(int64_t index) const { return file->data() + static_cast<size_t>(index) * row_bytes(); }
+  // One sample as float in [-1, 1] (x/127.5 - 1 for U8, exact half -> float for F16). out: C×H×W.
   void sample_as_float(float* out, int64_t index) const;
+  // The CPU batch gather: out[i, :] = sample_as_float(indices[i]) for i < n (out: n×C×H×W).
+  void gather_as_float(float* out, const int32_t* indices, int64_t n) const;
 };
 
 // Throws std::runtime_error naming path unless it is a 4-D uint8 or float16 .npy; also if the sidecar

@@ -227,10 +227,8 @@ DType parse_descr(const std::string& descr, const std::string& path) {
 
 }  // namespace
 
-NpyArray read_npy(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
-
-  if (bytes.size() < 10 || std::memcmp(bytes.data(), kMagic, 6) != 0) {
+NpyHeader parse_npy_header(const uint8_t* bytes, size_t file_size, const std::string& path) {
+  if (file_size < 10 || std::memcmp(bytes, kMagic, 6) != 0) {
     fail(path, "bad magic (expected a file starting with \\x93NUMPY)");
   }
   const int major = bytes[6];
@@ -239,7 +237,7 @@ NpyArray read_npy(const std::string& path) {
     header_len = bytes[8] | (static_cast<size_t>(bytes[9]) << 8);
     header_start = 10;
   } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) fail(path, "truncated header");
+    if (file_size < 12) fail(path, "truncated header");
     header_len = bytes[8] | (static_cast<size_t>(bytes[9]) << 8) | (static_cast<size_t>(bytes[10]) << 16) |
                  (static_cast<size_t>(bytes[11]) << 24);
     header_start = 12;
@@ -247,10 +245,10 @@ NpyArray read_npy(const std::string& path) {
     fail(path, "unsupported format version " + std::to_string(major) + "." + std::to_string(bytes[7]) +
                    " (expected 1.0, 2.0 or 3.0)");
   }
-  if (header_start + header_len > bytes.size()) fail(path, "truncated header");
-  const std::string header(bytes.begin() + header_start, bytes.begin() + header_start + header_len);
+  if (header_start + header_len > file_size) fail(path, "truncated header");
+  const std::string header(bytes + header_start, bytes + header_start + header_len);
 
-  NpyArray array;
+  NpyHeader result;
   bool have_descr = false, have_order = false, have_shape = false;
   HeaderParser p{header, path};
   p.expect('{');
@@ -260,7 +258,7 @@ NpyArray read_npy(const std::string& path) {
     if (key == "descr") {
       p.skip_space();
       if (p.pos < header.size() && header[p.pos] == '[') fail(path, "structured dtypes are not supported");
-      array.dtype = parse_descr(p.string_literal(), path);
+      result.dtype = parse_descr(p.string_literal(), path);
       have_descr = true;
     } else if (key == "fortran_order") {
       const std::string value = p.word();
@@ -276,7 +274,7 @@ NpyArray read_npy(const std::string& path) {
         if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) {
           fail(path, "malformed shape in header: " + header);
         }
-        array.shape.push_back(std::stoll(digits));
+        result.shape.push_back(std::stoll(digits));
         if (!p.accept(',')) {
           p.expect(')');
           break;
@@ -295,19 +293,30 @@ NpyArray read_npy(const std::string& path) {
     fail(path, "header lacks descr, fortran_order or shape: " + header);
   }
 
-  const size_t data_start = header_start + header_len;
-  const int64_t numel = array.numel();
-  const size_t expected = static_cast<size_t>(numel) * dtype_size(array.dtype);
-  const size_t present = bytes.size() - data_start;
+  result.data_offset = header_start + header_len;
+  int64_t numel = 1;
+  for (int64_t d : result.shape) numel *= d;
+  const size_t expected = static_cast<size_t>(numel) * dtype_size(result.dtype);
+  const size_t present = file_size - result.data_offset;
   if (present < expected) {
     fail(path, "truncated data: shape needs " + std::to_string(expected) + " bytes of " +
-                   dtype_name(array.dtype) + ", file has " + std::to_string(present));
+                   dtype_name(result.dtype) + ", file has " + std::to_string(present));
   }
   if (present > expected) {
     fail(path, std::to_string(present - expected) + " unexpected bytes after the " + std::to_string(expected) +
                    " bytes of data");
   }
-  array.data.assign(bytes.begin() + data_start, bytes.end());
+  result.data_bytes = expected;
+  return result;
+}
+
+NpyArray read_npy(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const NpyHeader header = parse_npy_header(bytes.data(), bytes.size(), path);
+  NpyArray array;
+  array.shape = header.shape;
+  array.dtype = header.dtype;
+  array.data.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header.data_offset), bytes.end());
   return array;
 }
 

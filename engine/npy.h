@@ -38,6 +38,16 @@ struct NpyArray {
 // version/dtype, fortran_order, truncated data.
 NpyArray read_npy(const std::string& path);
 
+// What an .npy header says, checked against the file's size: data_bytes = numel · dtype_size follow
+// the header at data_offset, exactly (read_npy's and MappedNpy's one parser). bytes: the file's
+// first file_size bytes (at least the whole header). Throws as read_npy.
+struct NpyHeader {
+  std::vector<int64_t> shape;
+  DType dtype = DType::F32;
+  size_t data_offset = 0, data_bytes = 0;
+};
+NpyHeader parse_npy_header(const uint8_t* bytes, size_t file_size, const std::string& path);
+
 // Writes format 1.0 atomically; data holds numel(shape) elements of dtype.
 void write_npy(const std::string& path, DType dtype, const std::vector<int64_t>& shape, const void* data);
 void write_npy(const std::string& path, const NpyArray& array);

@@ -12,6 +12,11 @@
 // the first step and after a resume), each preceded by a host wait on the copy that last read the
 // same staging buffer, enqueued two epochs earlier (done unless the GPU lags the host by two epochs;
 // with one batch per epoch this bounds how far the host runs ahead to two steps).
+// A streamed dataset (--device-data, engine/batch_stream.h) adds, between steps: the host gathers the
+// batch rows from the memory map into pinned staging[k % 2] (after waiting on that buffer's copy,
+// enqueued two steps earlier), a copy stream copies them into device slot k % 2 (after an event says
+// the step that last read the slot has run) and the step's stream waits on that copy; the step's
+// gather reads the slot through its own device cursor (same kernels, fixed arguments).
 // The host mirrors all bookkeeping deterministically (DataOrder, step_, AdamCounter::step()), so a
 // step never reads the device; only logging (stats.to_host), samples, checkpoints (which read the
 // weights, moments and the host mirror) and the finiteness check synchronise, every log_every /
@@ -208,21 +213,98 @@ struct DeviceStepState {
     }
   }
 };
+
+// The streamed dataset's device side (see the file comment and batch_stream.h).
+struct DeviceStreamState {
+  BatchStream plan;
+  DeviceBuffer<uint8_t> ring;        // 2 slots of plan.slot_bytes()
+  DeviceBuffer<int32_t> ring_order;  // identity over the 2·batch ring rows
+  DeviceBuffer<int64_t> cursor{1};   // 0 or batch: the slot the next gather reads
+  void* staging[2] = {nullptr, nullptr};
+  cudaEvent_t copied[2] = {nullptr, nullptr};    // on the copy stream, after slot s's last copy
+  cudaEvent_t consumed[2] = {nullptr, nullptr};  // on the step stream, after the step that read slot s
+  cudaStream_t copy_stream = nullptr;
+  int last_slot = -1;
+
+  DeviceStreamState(int64_t batch, const ImageDataset& data)
+      : plan(batch, data), ring(2 * plan.slot_bytes()), ring_order(static_cast<size_t>(2 * batch)) {
+    ring_order.upload(plan.ring_order());
+    const int64_t zero = 0;
+    cursor.upload(&zero, 1);
+    DS_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
+    for (int s = 0; s < 2; ++s) {
+      DS_CUDA_CHECK(cudaHostAlloc(&staging[s], plan.slot_bytes(), cudaHostAllocDefault));
+      DS_CUDA_CHECK(cudaEventCreateWithFlags(&copied[s], cudaEventDisableTiming));
+      DS_CUDA_CHECK(cudaEventCreateWithFlags(&consumed[s], cudaEventDisableTiming));
+    }
+  }
+  ~DeviceStreamState() {
+    if (copy_stream) cudaStreamSynchronize(copy_stream);
+    for (int s = 0; s < 2; ++s) {
+      if (copied[s]) cudaEventDestroy(copied[s]);
+      if (consumed[s]) cudaEventDestroy(consumed[s]);
+      if (staging[s]) cudaFreeHost(staging[s]);
+    }
+    if (copy_stream) cudaStreamDestroy(copy_stream);
+  }
+  DeviceStreamState(const DeviceStreamState&) = delete;
+  DeviceStreamState& operator=(const DeviceStreamState&) = delete;
+
+  // Between steps: this step's rows into their slot, ordered before the step's gather.
+  void upload(const std::vector<int32_t>& permutation, int64_t first) {
+    cudaStream_t step_stream = CudaContext::get().stream();
+    // Everything enqueued so far (the previous step) is what last read last_slot.
+    if (last_slot >= 0) DS_CUDA_CHECK(cudaEventRecord(consumed[last_slot], step_stream));
+    const BatchStream::Upload u = plan.next(permutation, first);
+    DS_CUDA_CHECK(cudaEventSynchronize(copied[u.slot]));  // staging[slot]'s copy of two steps ago
+    plan.stage(staging[u.slot], u.rows, u.n);
+    DS_CUDA_CHECK(cudaStreamWaitEvent(copy_stream, consumed[u.slot], 0));  // never recorded: no wait
+    DS_CUDA_CHECK(cudaMemcpyAsync(ring.get() + u.slot * plan.slot_bytes(), staging[u.slot], plan.slot_bytes(),
+                                  cudaMemcpyHostToDevice, copy_stream));
+    DS_CUDA_CHECK(cudaEventRecord(copied[u.slot], copy_stream));
+    DS_CUDA_CHECK(cudaStreamWaitEvent(step_stream, copied[u.slot], 0));
+    last_slot = u.slot;
+  }
+};
 }  // namespace
 
 struct Trainer::Impl {
   Tensor real, z;
   std::unique_ptr<GanStepState> gan;
-  Tensor data_f32;                     // float datasets (mels), on the training device
-  std::vector<uint8_t> data_u8_host;   // uint8 datasets on the CPU
-  DeviceBuffer<uint8_t> data_u8_dev;   // uint8 datasets on the GPU
+  // CUDA, resident: the dataset on the device (CPU: batches are gathered from the memory map).
+  Tensor data_f32;                     // float16 datasets (mels), converted to float32
+  DeviceBuffer<uint8_t> data_u8_dev;   // uint8 datasets as stored
   std::unique_ptr<DataOrder> order;
   std::unique_ptr<DeviceStepState> device_step;  // CUDA only
+  std::unique_ptr<DeviceStreamState> device_stream;  // CUDA with a streamed dataset only
   std::unique_ptr<Generator> sampler;  // G with batch n_samples for the fixed-noise grids
   Tensor fixed_noise;
   std::string last_good_checkpoint;
   int64_t last_good_step = -1;
 };
+
+namespace {
+// The whole dataset onto the device, read from the memory map a chunk at a time (float16 converted
+// to float32 on the host in ~16 MiB pieces), so the host never holds a copy of the file.
+void upload_resident_dataset(Tensor& data_f32, DeviceBuffer<uint8_t>& data_u8, const ImageDataset& data) {
+  const size_t device_bytes = resident_device_bytes(data);
+  if (data.dtype == DType::U8) {
+    data_u8 = DeviceBuffer<uint8_t>(device_bytes);
+    data_u8.upload(data.row(0), device_bytes);
+    return;
+  }
+  data_f32 = Tensor::empty({data.count, data.channels, data.height, data.width}, Device::CUDA);
+  const int64_t rows_per_chunk = std::max<int64_t>(1, (int64_t(16) << 20) / (data.sample_size() * 4));
+  std::vector<float> chunk(static_cast<size_t>(std::min(rows_per_chunk, data.count) * data.sample_size()));
+  std::vector<int32_t> rows(static_cast<size_t>(rows_per_chunk));
+  for (int64_t begin = 0; begin < data.count; begin += rows_per_chunk) {
+    const int64_t n = std::min(rows_per_chunk, data.count - begin);
+    for (int64_t i = 0; i < n; ++i) rows[i] = static_cast<int32_t>(begin + i);
+    data.gather_as_float(chunk.data(), rows.data(), n);
+    data_f32.rows(begin, begin + n).copy_from_host(chunk.data(), n * data.sample_size());
+  }
+}
+}  // namespace
 
 Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
@@ -248,20 +330,19 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
   m.gan = std::make_unique<GanStepState>(*G_, *D_);
   m.fixed_noise = Tensor::zeros({cfg_.n_samples, mc.nz, 1, 1}, dev);
   normal_noise(m.fixed_noise, cfg_.seed, kStreamFixedNoise, 0);
-  if (data_.dtype == DType::U8) {
-    if (dev == Device::CUDA) {
-      size_t free_bytes = 0, total_bytes = 0;
-      DS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-      if (data_.pixels.size() > free_bytes)
-        throw std::runtime_error("--data " + cfg_.data_path + ": the dataset (" +
-                                 std::to_string(data_.pixels.size() >> 20) + " MiB) does not fit in the GPU's free " +
-                                 std::to_string(free_bytes >> 20) + " MiB (use fewer images, or --device cpu)");
-      m.data_u8_dev = DeviceBuffer<uint8_t>::from_host(data_.pixels);
-    } else {
-      m.data_u8_host = data_.pixels;
-    }
-  } else {
-    m.data_f32 = Tensor::from_host(data_.values, {data_.count, data_.channels, data_.height, data_.width}, dev);
+  if (dev == Device::CUDA) {  // on the CPU, batches are read in place from the memory map
+    size_t free_bytes = 0, total_bytes = 0;
+    DS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t bytes = resident_device_bytes(data_);
+    const bool resident = choose_resident(cfg_.device_data, bytes, free_bytes);
+    if (!cfg_.quiet)
+      std::fprintf(stderr, "darkstar: dataset %s takes %zu MiB on the device, budget %zu MiB: %s\n",
+                   cfg_.data_path.c_str(), bytes >> 20, resident_budget(free_bytes) >> 20,
+                   resident ? "resident" : "streamed in pinned, double-buffered batches");
+    if (resident)
+      upload_resident_dataset(m.data_f32, m.data_u8_dev, data_);
+    else
+      m.device_stream = std::make_unique<DeviceStreamState>(cfg_.batch, data_);
   }
   m.order = std::make_unique<DataOrder>(cfg_.seed, kStreamData, data_.count, cfg_.batch);
   if (dev == Device::CUDA) m.device_step = std::make_unique<DeviceStepState>(data_.count);
@@ -333,21 +414,29 @@ void Trainer::step() {
     // Between steps (not captured): this epoch's and the next one's orders into their halves.
     DeviceStepState& d = *m.device_step;
     d.upload_due(*m.order);
+    if (m.device_stream) m.device_stream->upload(m.order->permutation(), first);
     // From here to the end of gan_step, the same launches with the same arguments every step.
     cudaStream_t stream = CudaContext::get().stream();
-    if (data_.dtype == DType::U8)
+    if (m.device_stream) {  // the batch's rows are in the slot the stream's cursor points at
+      DeviceStreamState& ds = *m.device_stream;
+      if (data_.dtype == DType::U8) {
+        gather_images_at(m.real, ds.ring.get(), ds.ring_order.get(), ds.cursor.get(), B, data_.sample_size());
+      } else {
+        const Tensor ring = Tensor::view(reinterpret_cast<float*>(ds.ring.get()),
+                                         {2 * B, data_.channels, data_.height, data_.width}, Device::CUDA);
+        gather_rows_at(m.real, ring, ds.ring_order.get(), ds.cursor.get(), B);
+      }
+      kcuda::advance_batch_cursor(ds.cursor.get(), B, B, stream);
+    } else if (data_.dtype == DType::U8) {
       gather_images_at(m.real, m.data_u8_dev.get(), d.orders.get(), d.cursor.get(), B, data_.sample_size());
-    else
+    } else {
       gather_rows_at(m.real, m.data_f32, d.orders.get(), d.cursor.get(), B);
+    }
     kcuda::advance_batch_cursor(d.cursor.get(), B, data_.count, stream);
     normal_noise_at(m.z, cfg_.seed, kStreamNoise, d.noise_step.get(), philox_tuples_for(m.z.numel()));
     kcuda::advance_counter(d.noise_step.get(), stream);
   } else {
-    const int32_t* indices = m.order->permutation().data() + first;
-    if (data_.dtype == DType::U8)
-      gather_images(m.real, m.data_u8_host.data(), indices, B, data_.sample_size());
-    else
-      gather_rows(m.real, m.data_f32, indices, B);
+    data_.gather_as_float(m.real.data(), m.order->permutation().data() + first, B);
     normal_noise(m.z, cfg_.seed, kStreamNoise, static_cast<uint64_t>(step_) * philox_tuples_for(m.z.numel()));
   }
 
@@ -358,6 +447,7 @@ void Trainer::step() {
 const Tensor& Trainer::real_batch() const { return impl_->real; }
 const Tensor& Trainer::statistics() const { return impl_->gan->stats; }
 const DataOrder& Trainer::data_order() const { return *impl_->order; }
+bool Trainer::dataset_streamed() const { return impl_->device_stream != nullptr; }
 
 void Trainer::write_samples(const std::string& png_path) {
   Impl& m = *impl_;

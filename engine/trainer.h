@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/batch_stream.h"
 #include "engine/dcgan.h"
 #include "engine/image_dataset.h"
 #include "engine/rng.h"
@@ -27,6 +28,7 @@ struct TrainConfig {
   int64_t log_every = 10;
   int64_t n_samples = 64;
   Device device = Device::CPU;
+  DeviceData device_data = DeviceData::Auto;  // CUDA: dataset resident or streamed (batch_stream.h)
   std::string data_path;
   std::string out_dir;
   bool resume = false;
@@ -123,6 +125,7 @@ class Trainer {
   const Tensor& real_batch() const;
   const Tensor& statistics() const;
   const DataOrder& data_order() const;
+  bool dataset_streamed() const;  // CUDA with the dataset streamed per batch (batch_stream.h)
   Generator& generator() { return *G_; }
   Discriminator& discriminator() { return *D_; }
   void write_checkpoint();

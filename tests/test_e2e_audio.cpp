@@ -248,7 +248,8 @@ TEST_CASE("e2e audio prepare: real songs become a float16 N×1×32×64 dataset w
   const nlohmann::json j = nlohmann::json::parse(read_file_text(r.sidecar_path));
   for (const char* key : {"sr", "n_fft", "hop", "win", "window", "center", "pad_mode", "n_mels", "fmin", "fmax",
                           "mel_scale", "mel_norm", "top_db", "amin", "normalisation", "resize", "slice_seconds",
-                          "slice_hop", "kind", "count", "channels", "height", "width", "files", "slices", "skipped"})
+                          "slice_hop", "kind", "count", "channels", "height", "width", "files", "slice_index",
+                          "median_ref_db", "skipped"})
     CHECK_MESSAGE(j.contains(key), key);
   CHECK(j["kind"] == "mel");
   CHECK(j["sr"] == 8000);
@@ -256,10 +257,17 @@ TEST_CASE("e2e audio prepare: real songs become a float16 N×1×32×64 dataset w
   CHECK(j["fmax"] == 4000.0);
   CHECK(j["normalisation"] == "x = db/top_db*2+1");
   CHECK(j["resize"].is_null());
-  CHECK(j["slices"].size() == static_cast<size_t>(r.count));
+  CHECK(!j.contains("slices"));  // the index lives beside the dataset, one line per slice
+  CHECK(j["slice_index"] == d.npy.stem().string() + ".slices.jsonl");
+  std::vector<nlohmann::json> index_lines;
+  {
+    std::ifstream in(d.npy.parent_path() / j["slice_index"].get<std::string>());
+    for (std::string line; std::getline(in, line);) index_lines.push_back(nlohmann::json::parse(line));
+  }
+  CHECK(index_lines.size() == static_cast<size_t>(r.count));
   CHECK(j["skipped"].size() == 2);
   // Slices of the second song start at 0, 2, 4, ... s and name their file.
-  const nlohmann::json& s1 = j["slices"][per_song[0] + 3];
+  const nlohmann::json& s1 = index_lines.at(per_song[0] + 3);
   CHECK(j["files"][s1["file"].get<int>()].get<std::string>().find("War_of_freedom") != std::string::npos);
   CHECK(s1["start"] == 6.0);
 
@@ -283,9 +291,43 @@ TEST_CASE("e2e audio prepare: real songs become a float16 N×1×32×64 dataset w
   CHECK(ds.height == 32);
   CHECK(ds.width == 64);
   CHECK(is_mel_sidecar(ds.sidecar_json));
-  const MelDatasetInfo info = parse_mel_sidecar(ds.sidecar_json, "tiny.json");
+  const MelDatasetInfo alone = parse_mel_sidecar(ds.sidecar_json, "tiny.json");  // what a checkpoint carries
+  CHECK(alone.mel.hop == 253);
+  CHECK(alone.slices.empty());
+  const MelDatasetInfo info = read_mel_dataset_info(r.sidecar_path);
   CHECK(info.mel.hop == 253);
-  CHECK(info.slices.size() == static_cast<size_t>(r.count));
+  REQUIRE(info.slices.size() == static_cast<size_t>(r.count));
+  CHECK(info.slices[per_song[0] + 3].start_seconds == 6.0);
+  CHECK(info.slices[per_song[0] + 3].ref_db == s1["ref_db"].get<double>());
+  // The sidecar alone still gives the level generated audio is played at.
+  CHECK(alone.median_ref_db() == info.median_ref_db());
+  CHECK(alone.median_ref_db() != 0.0);
+
+  // An old sidecar with the slices embedded reads the same.
+  nlohmann::ordered_json old = nlohmann::ordered_json::parse(read_file_text(r.sidecar_path));
+  old.erase("slice_index");
+  old.erase("median_ref_db");
+  old["slices"] = index_lines;
+  const fs::path old_sidecar = d.dir / "old_format" / "tiny.json";
+  fs::create_directories(old_sidecar.parent_path());
+  write_text_atomic(old_sidecar.string(), old.dump(1));
+  const MelDatasetInfo from_old = read_mel_dataset_info(old_sidecar.string());
+  REQUIRE(from_old.slices.size() == info.slices.size());
+  CHECK(from_old.slices.back().start_seconds == info.slices.back().start_seconds);
+  CHECK(from_old.slices.back().file == info.slices.back().file);
+  CHECK(from_old.median_ref_db() == info.median_ref_db());
+
+  // An index that lost its last line is refused, naming both files.
+  {
+    nlohmann::ordered_json cut = nlohmann::ordered_json::parse(read_file_text(r.sidecar_path));
+    cut["slice_index"] = "cut.slices.jsonl";
+    std::string lines;
+    for (size_t i = 0; i + 1 < index_lines.size(); ++i) lines += index_lines[i].dump() + "\n";
+    write_text_atomic((old_sidecar.parent_path() / "cut.slices.jsonl").string(), lines);
+    write_text_atomic((old_sidecar.parent_path() / "cut.json").string(), cut.dump(1));
+    CHECK_THROWS_WITH_AS(read_mel_dataset_info((old_sidecar.parent_path() / "cut.json").string()),
+                         doctest::Contains("cut.slices.jsonl"), std::runtime_error);
+  }
 }
 
 TEST_CASE("e2e audio listen --data: a real slice comes back at its level with a measured spectral convergence") {
@@ -308,12 +350,12 @@ TEST_CASE("e2e audio listen --data: a real slice comes back at its level with a 
   CHECK(r.spectral_convergence < 0.08);
 
   // The original level: the slice's own RMS within 1 dB (the phase differs, the mel energy does not).
-  const nlohmann::json j = nlohmann::json::parse(read_file_text(d.result.sidecar_path));
-  const nlohmann::json& s = j["slices"][index];
-  const std::string file = j["files"][s["file"].get<int>()];
+  const MelDatasetInfo dataset = read_mel_dataset_info(d.result.sidecar_path);
+  const MelSliceInfo& s = dataset.slices.at(index);
+  const std::string file = dataset.files.at(s.file);
   const DecodedAudio a = decode_audio(file);
   const std::vector<float> pcm = resample(a.samples, a.sample_rate, 8000);
-  const int64_t start = std::llround(s["start"].get<double>() * 8000);
+  const int64_t start = std::llround(s.start_seconds * 8000);
   const std::vector<float> original(pcm.begin() + start, pcm.begin() + start + 16000);
   const double level_db = 20 * std::log10(rms_of(out) / rms_of(original));
   MESSAGE("level of the round trip against the original slice: " << level_db << " dB");

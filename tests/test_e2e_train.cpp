@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine/checkpoint.h"
 #include "engine/npy.h"
@@ -91,7 +92,8 @@ TrainConfig tiny_config(const std::string& data, const fs::path& out) {
 }
 
 int run_cli(const std::string& args, std::string* output) {
-  const fs::path log = fs::path(DS_TEST_TMP) / "cli_output.txt";
+  // Per process: ctest runs the cases of this file in parallel, each must read its own output.
+  const fs::path log = fs::path(DS_TEST_TMP) / ("cli_output_" + std::to_string(getpid()) + ".txt");
   const std::string cmd = std::string(DS_DARKSTAR_EXE) + " " + args + " > " + log.string() + " 2>&1";
   const int status = std::system(cmd.c_str());
   std::ifstream in(log);

@@ -66,13 +66,18 @@ TrainConfig tiny(const std::string& data, const fs::path& out, Device device) {
 }  // namespace
 
 TEST_CASE("gpu trainer: CUDA steps train on the CPU's batches (also after a CUDA resume) with the same losses") {
+  // The dataset resident on the device, and streamed per batch (--device-data stream): the same rows.
+  for (const DeviceData mode : {DeviceData::Resident, DeviceData::Stream})
   for (const DType dtype : {DType::U8, DType::F16}) {
-    const std::string kind = dtype_name(dtype);
+    const std::string kind = std::string(dtype_name(dtype)) + " " + device_data_name(mode);
     CAPTURE(kind);
     const fs::path dir = fresh_tmp("darkstar_gpu_trainer");
     const std::string data = write_dataset(dir, dtype);
     Trainer cpu(tiny(data, dir / "cpu", Device::CPU));
-    Trainer cuda(tiny(data, dir / "cuda", Device::CUDA));
+    TrainConfig cuda_config = tiny(data, dir / "cuda", Device::CUDA);
+    cuda_config.device_data = mode;
+    Trainer cuda(cuda_config);
+    CHECK(cuda.dataset_streamed() == (mode == DeviceData::Stream));
     std::vector<std::vector<float>> cpu_batches;
     for (int64_t step = 1; step <= kSteps; ++step) {
       CAPTURE(step);
@@ -91,7 +96,7 @@ TEST_CASE("gpu trainer: CUDA steps train on the CPU's batches (also after a CUDA
 
     // A fresh CUDA trainer resumed at step 3 (empty device buffer, cursor from the host mirror) must
     // continue with the CPU run's batches through the following epoch boundaries.
-    TrainConfig again = tiny(data, dir / "cuda", Device::CUDA);
+    TrainConfig again = cuda_config;
     again.resume = true;
     Trainer resumed(again);
     REQUIRE(resumed.current_step() == 3);

@@ -45,8 +45,8 @@ LoggedLosses read_losses(const std::string& path, int steps) {
   return out;
 }
 
-// Versions as encoded by each library (cudart/driver: 1000 * major + 10 * minor; cuDNN 9:
-// 10000 * major + 100 * minor + patch). None of these calls needs a GPU.
+// Versions as encoded by each library (cudart/driver: 1000 * major + 10 * minor; cuFFT:
+// 1000 * major + 100 * minor + patch; cuDNN 9: 10000 * major + 100 * minor + patch). None of these calls needs a GPU.
 void print_versions() {
   int runtime = 0, driver = 0;
   cudaRuntimeGetVersion(&runtime);
@@ -64,7 +64,7 @@ void print_versions() {
   std::printf("cuBLAS   %d.%d.%d\n", major, minor, patch);
   int fft = 0;
   cufftGetVersion(&fft);
-  std::printf("cuFFT    %d\n", fft);
+  std::printf("cuFFT    %d.%d.%d\n", fft / 1000, fft % 1000 / 100, fft % 100);  // CUFFT_VERSION's encoding
   const size_t dnn = cudnnGetVersion();
   std::printf("cuDNN    %zu.%zu.%zu (built against %d.%d.%d)\n", dnn / 10000, dnn % 10000 / 100, dnn % 100, CUDNN_MAJOR,
               CUDNN_MINOR, CUDNN_PATCHLEVEL);

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(cmake g++ make pkg-config doctest-dev libstb-dev nlohmann-json3-dev libcli11-dev
           libsndfile1-dev libsoxr-dev libopenblas-dev libkissfft-dev zlib1g-dev
           dataset-fashion-mnist sound-theme-freedesktop fretsonfire-songs-sectoid)
+packages+=(patchelf binutils xz-utils)  # issue 8: apps/bundle.sh sets RUNPATHs, reads ELF versions, packs .tar.xz
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,8 +17,11 @@
 namespace fs = std::filesystem;
 
 TEST_CASE("gpu prepare-audio: CUDA and CPU datasets agree on real music") {
-  const fs::path song = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
-  REQUIRE_MESSAGE(fs::exists(song), "install fretsonfire-songs-sectoid (apps/setup.sh)");
+  // DARKSTAR_TEST_SONG: the same song elsewhere (the bundle's data/music/song.ogg on a GPU machine).
+  const char* env_song = std::getenv("DARKSTAR_TEST_SONG");
+  const fs::path song = env_song && *env_song ? env_song
+                                              : "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
+  REQUIRE_MESSAGE(fs::exists(song), "install fretsonfire-songs-sectoid (apps/setup.sh) or set DARKSTAR_TEST_SONG");
   const fs::path dir = fs::temp_directory_path() / "darkstar_gpu_prepare_audio";
   fs::remove_all(dir);
   fs::create_directories(dir);

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(cmake g++ make pkg-config doctest-dev libstb-dev nlohmann-json3-dev libcli11-dev
           libsndfile1-dev libsoxr-dev libopenblas-dev libkissfft-dev zlib1g-dev
           dataset-fashion-mnist sound-theme-freedesktop fretsonfire-songs-sectoid)
+packages+=(libmpg123-dev lame ffmpeg)  # issue 6: MP3s decoded by libmpg123 to their end; the MP3 tests encode with lame/ffmpeg
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

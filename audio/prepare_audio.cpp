@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -214,7 +215,7 @@ class DecodePool {
  public:
   DecodePool(const std::vector<std::string>& files, int sr, int64_t slice_len, int64_t slice_hop, bool pad_tail,
              double min_rms_db, int threads)
-      : files_(files), slots_(files.size()), sr_(sr), L_(slice_len), hop_(slice_hop), pad_tail_(pad_tail),
+      : files_(files), sr_(sr), L_(slice_len), hop_(slice_hop), pad_tail_(pad_tail),
         min_rms_db_(min_rms_db) {
     max_ahead_ = 2 * static_cast<size_t>(threads) + 2;
     for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
@@ -248,7 +249,7 @@ class DecodePool {
       return true;
     }
     status = std::move(slot);
-    slot = FileSlot{};
+    slots_.erase(i);
     consumed_ = i + 1;
     lock.unlock();
     cv_space_.notify_all();
@@ -353,7 +354,7 @@ class DecodePool {
   }
 
   const std::vector<std::string>& files_;
-  std::vector<FileSlot> slots_;
+  std::map<size_t, FileSlot> slots_;  // the files in flight only (≤ max_ahead_ + 1): none per file found
   int sr_;
   int64_t L_, hop_;
   bool pad_tail_;

@@ -612,3 +612,35 @@ TEST_CASE("unit audio stream every rate from 8 to 192 kHz, integer and float PCM
     }
   }
 }
+
+TEST_CASE("e2e audio stream an unreadable file (permissions) is named in one warning and skipped") {
+  // Root reads any file whatever its mode, so as root the CLI runs as `nobody` (setpriv, util-linux);
+  // otherwise as the user running the tests.
+  const fs::path dir = fresh_dir("audio_stream/perm");
+  const int sr = 8000;
+  std::vector<float> tone(static_cast<size_t>(2.5 * sr));
+  for (size_t i = 0; i < tone.size(); ++i) tone[i] = static_cast<float>(0.3 * std::sin(0.2 * i));
+  write_mono((dir / "in" / "ok.wav").string(), SF_FORMAT_WAV | SF_FORMAT_PCM_16, sr, tone);
+  write_mono((dir / "in" / "secret.wav").string(), SF_FORMAT_WAV | SF_FORMAT_PCM_16, sr, tone);
+  fs::permissions(dir / "in" / "secret.wav", fs::perms::none);
+  fs::permissions(dir, fs::perms::all);  // the output is written here, by nobody too
+  std::string prefix;
+  if (::geteuid() == 0) {
+    require_tool("setpriv");
+    prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  }
+  const std::string log = (dir / "log.txt").string();
+  const std::string cmd = prefix + "'" + DS_DARKSTAR_EXE + "' prepare-audio '" + (dir / "in").string() + "' --out '" +
+                          (dir / "out.npy").string() + "' --sr 8000 --slice-seconds 2 --n-mels 32 --n-fft 512 " +
+                          "--frames 64 --device cpu > '" + log + "' 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string text = read_file_text(log);
+  MESSAGE(text);
+  CHECK(rc == 0);
+  const std::vector<std::string> lines = lines_with(text, "secret.wav");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].rfind("prepare-audio: warning: skipped ", 0) == 0);
+  CHECK(contains(lines[0], "Permission denied"));
+  CHECK(count_in(text, "warning:") == 1);
+  CHECK(fs::exists(dir / "out.npy"));
+}

@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
       opt.device = pick_device(pa_device);
       const PrepareAudioResult r = prepare_audio(pa_in, pa_out, opt);
       std::printf("wrote %s: %lld slices %dx%d written, %lld silent slices dropped; files: %lld read (%lld partly "
-                  "decoded), %lld skipped, of %lld; %.2f h of audio kept; in %.1f s; sidecar %s\n",
+                  "decoded), %lld skipped, of %lld; %.2f h of audio decoded; in %.1f s; sidecar %s\n",
                   r.npy_path.c_str(), static_cast<long long>(r.count), r.height, r.width,
                   static_cast<long long>(r.dropped_silent), static_cast<long long>(r.files_read),
                   static_cast<long long>(r.partly_decoded.size()), static_cast<long long>(r.skipped.size()),

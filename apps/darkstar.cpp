@@ -260,12 +260,12 @@ int main(int argc, char** argv) {
       if (std::error_code ec; !fs::exists(pa_in, ec)) throw std::runtime_error(pa_in + ": no such file or folder");
       announce_device(pa_device);
       const PrepareAudioResult r = prepare_audio(pa_in, pa_out, opt);
-      std::printf("wrote %s: %lld slices %dx%d from %lld of %lld files (%.2f h of audio, %lld skipped, %lld silent "
-                  "slices dropped) in %.1f s; sidecar %s\n",
+      std::printf("wrote %s: %lld slices %dx%d written, %lld silent slices dropped; files: %lld read (%lld partly "
+                  "decoded), %lld skipped, of %lld; %.2f h of audio decoded; in %.1f s; sidecar %s\n",
                   r.npy_path.c_str(), static_cast<long long>(r.count), r.height, r.width,
-                  static_cast<long long>(r.files_used), static_cast<long long>(r.files_total), r.audio_seconds / 3600,
-                  static_cast<long long>(r.skipped.size()), static_cast<long long>(r.dropped_silent), r.wall_seconds,
-                  r.sidecar_path.c_str());
+                  static_cast<long long>(r.dropped_silent), static_cast<long long>(r.files_read),
+                  static_cast<long long>(r.partly_decoded.size()), static_cast<long long>(r.skipped.size()),
+                  static_cast<long long>(r.files_total), r.audio_seconds / 3600, r.wall_seconds, r.sidecar_path.c_str());
     } else if (*listen) {
       if (li_ckpt.empty() == li_data.empty())
         throw std::invalid_argument("listen: give exactly one of --checkpoint and --data");

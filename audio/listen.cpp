@@ -266,6 +266,56 @@ ListenResult write_result(const std::string& wav, std::vector<float>& audio, con
   return r;
 }
 
+// A mono float WAV written block by block (libsndfile through the descriptor of an AtomicFileWriter's
+// temp file), published by finish(): a walk of an hour never exists whole in memory. finish(gain)
+// with gain != 1 rescales the samples in place first (a second pass over the file, in blocks), for
+// peak normalisation, whose peak is only known at the end.
+class WavBlockWriter {
+ public:
+  WavBlockWriter(const std::string& path, int sample_rate) : path_(path), file_(path) {
+    SF_INFO info{};
+    info.samplerate = sample_rate;
+    info.channels = 1;
+    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+    snd_ = sf_open_fd(fileno(file_.file()), SFM_RDWR, &info, SF_FALSE);
+    if (!snd_) throw std::runtime_error("libsndfile cannot write '" + path + "': " + sf_strerror(nullptr));
+  }
+  ~WavBlockWriter() {
+    if (snd_) sf_close(snd_);
+  }
+  void write(const float* x, int64_t n) {
+    if (n <= 0) return;
+    if (sf_write_float(snd_, x, static_cast<sf_count_t>(n)) != n) fail();
+    frames_ += n;
+  }
+  void finish(double gain) {
+    if (gain != 1.0 && frames_ > 0) {
+      std::vector<float> block(65536);
+      for (int64_t at = 0; at < frames_; at += static_cast<int64_t>(block.size())) {
+        const sf_count_t n = static_cast<sf_count_t>(std::min<int64_t>(static_cast<int64_t>(block.size()), frames_ - at));
+        if (sf_seek(snd_, at, SEEK_SET | SFM_READ) != at || sf_read_float(snd_, block.data(), n) != n) fail();
+        for (sf_count_t k = 0; k < n; ++k) block[k] = static_cast<float>(block[k] * gain);
+        if (sf_seek(snd_, at, SEEK_SET | SFM_WRITE) != at || sf_write_float(snd_, block.data(), n) != n) fail();
+      }
+    }
+    const std::string err = sf_error(snd_) != SF_ERR_NO_ERROR ? sf_strerror(snd_) : "";
+    const int closed = sf_close(snd_);
+    snd_ = nullptr;
+    if (closed != 0 || !err.empty())
+      throw std::runtime_error("libsndfile failed writing '" + path_ + "'" + (err.empty() ? "" : ": " + err));
+    file_.commit();
+  }
+
+ private:
+  [[noreturn]] void fail() {
+    throw std::runtime_error("libsndfile failed writing '" + path_ + "': " + sf_strerror(snd_));
+  }
+  std::string path_;
+  AtomicFileWriter file_;
+  SNDFILE* snd_ = nullptr;
+  int64_t frames_ = 0;
+};
+
 struct LoadedMelGenerator {
   LoadedGenerator g;
   MelDatasetInfo info;
@@ -396,47 +446,79 @@ ListenResult listen_walk(const std::string& checkpoint, double seconds, const st
 
   std::vector<float> points(static_cast<size_t>(n_points * nz));
   Philox(options.seed, 0).fill_normal(points.data(), 0.0f, 1.0f, n_points * nz);
-  std::vector<float> z(static_cast<size_t>(n_slices * nz));
-  for (int64_t i = 0; i < n_slices; ++i) {
-    const int64_t k = i / per_point;
-    const double t = static_cast<double>(i % per_point) / per_point;
-    const std::vector<float> zi = slerp(points.data() + k * nz, points.data() + (k + 1) * nz, nz, t);
-    std::copy(zi.begin(), zi.end(), z.begin() + i * nz);
-  }
-  const std::vector<float> images = generate_images(*lg.g.generator, z, n_slices, nz, image_size);
 
   // Raised-cosine (Hann) crossfade: over the `fade` shared samples the outgoing slice's weight
   // 0.5 + 0.5·cos(π(j + ½)/fade) and the incoming one's 0.5 − 0.5·cos(π(j + ½)/fade) sum to 1.
   std::vector<double> fade_in(static_cast<size_t>(fade));
   for (int64_t j = 0; j < fade; ++j) fade_in[j] = 0.5 - 0.5 * std::cos(M_PI * (j + 0.5) / fade);
   const double ref_db = lg.info.median_ref_db();
-  std::vector<double> mix(static_cast<size_t>((n_slices - 1) * step + L), 0.0);
-  double sc_sum = 0;
-  for (int64_t i = 0; i < n_slices; ++i) {
-    double sc = 0;
-    ListenOptions o = options;
-    o.seed = options.seed + static_cast<uint64_t>(i);  // Griffin-Lim phases differ per slice
-    const std::vector<float> audio = invert_mel_image(images.data() + i * image_size, p, ref_db, o, &sc);
-    sc_sum += sc;
-    for (int64_t j = 0; j < L; ++j) {
-      double w = 1.0;
-      if (i > 0 && j < fade) w = fade_in[j];
-      if (i + 1 < n_slices && j >= L - fade) w = 1.0 - fade_in[j - (L - fade)];
-      mix[i * step + j] += w * audio[j];
+
+  // The WAV is written as it is made: after slice i, samples before (i+1)·step are final (the next
+  // slice only adds to its first `fade`), so only one slice of mix is held, whatever the length.
+  make_parent(out_wav);
+  WavBlockWriter wav(out_wav, p.sr);
+  const int H = static_cast<int>(lg.info.height), W = static_cast<int>(lg.info.width);
+  std::vector<float> strip(options.write_png ? static_cast<size_t>(H) * W * n_slices : 0);
+  std::vector<double> mix(static_cast<size_t>(L), 0.0);  // samples [i·step, i·step + L) of the walk
+  std::vector<float> out_block(static_cast<size_t>(L));
+  int64_t written = 0;
+  double sc_sum = 0, peak = 0;
+  const int64_t B = std::max<int64_t>(1, lg.g.generator->batch());
+  for (int64_t first = 0; first < n_slices; first += B) {
+    const int64_t count = std::min(B, n_slices - first);
+    std::vector<float> z(static_cast<size_t>(count * nz));
+    for (int64_t b = 0; b < count; ++b) {
+      const int64_t i = first + b, k = i / per_point;
+      const double t = static_cast<double>(i % per_point) / per_point;
+      const std::vector<float> zi = slerp(points.data() + k * nz, points.data() + (k + 1) * nz, nz, t);
+      std::copy(zi.begin(), zi.end(), z.begin() + b * nz);
+    }
+    const std::vector<float> images = generate_images(*lg.g.generator, z, count, nz, image_size);
+    for (int64_t b = 0; b < count; ++b) {
+      const int64_t i = first + b;
+      const float* image = images.data() + b * image_size;
+      if (options.write_png)
+        for (int y = 0; y < H; ++y)
+          std::copy(image + y * W, image + (y + 1) * W, strip.begin() + (static_cast<int64_t>(y) * n_slices + i) * W);
+      double sc = 0;
+      ListenOptions o = options;
+      o.seed = options.seed + static_cast<uint64_t>(i);  // Griffin-Lim phases differ per slice
+      const std::vector<float> audio = invert_mel_image(image, p, ref_db, o, &sc);
+      sc_sum += sc;
+      for (int64_t j = 0; j < L; ++j) {
+        double w = 1.0;
+        if (i > 0 && j < fade) w = fade_in[j];
+        if (i + 1 < n_slices && j >= L - fade) w = 1.0 - fade_in[j - (L - fade)];
+        mix[j] += w * audio[j];
+      }
+      // Final now: the first `step` samples (all of them after the last slice), up to `total`.
+      const int64_t ready = std::min<int64_t>(i + 1 < n_slices ? step : L, total - written);
+      for (int64_t j = 0; j < ready; ++j) {
+        out_block[j] = static_cast<float>(mix[j]);
+        peak = std::max(peak, static_cast<double>(std::fabs(out_block[j])));
+      }
+      wav.write(out_block.data(), ready);
+      written += ready;
+      std::copy(mix.begin() + step, mix.end(), mix.begin());
+      std::fill(mix.begin() + (L - step), mix.end(), 0.0);
     }
   }
-  std::vector<float> audio(static_cast<size_t>(total));
-  for (int64_t j = 0; j < total; ++j) audio[j] = static_cast<float>(mix[j]);
-
-  // The PNG: the slices' images side by side (each slice's full width; the crossfades overlap in sound).
-  const int H = static_cast<int>(lg.info.height), W = static_cast<int>(lg.info.width);
-  std::vector<float> strip(static_cast<size_t>(H) * W * n_slices);
-  for (int64_t i = 0; i < n_slices; ++i)
-    for (int y = 0; y < H; ++y)
-      std::copy(images.begin() + i * image_size + y * W, images.begin() + i * image_size + (y + 1) * W,
-                strip.begin() + (static_cast<int64_t>(y) * n_slices + i) * W);
-  return write_result(out_wav, audio, strip.data(), H, static_cast<int>(W * n_slices), p, sc_sum / n_slices, ref_db,
-                      options);
+  double gain = 1.0;
+  if (options.normalize && peak > 0) gain = std::pow(10.0, -1.0 / 20.0) / peak;  // −1 dBFS, as normalize_peak
+  wav.finish(gain);
+  ListenResult r;
+  r.wav_path = out_wav;
+  if (options.write_png) {
+    // The slices' images side by side (each slice's full width; the crossfades overlap in sound).
+    r.png_path = png_path_for(out_wav);
+    write_mel_png(r.png_path, strip.data(), H, static_cast<int>(W * n_slices));
+  }
+  r.sample_rate = p.sr;
+  r.samples = written;
+  r.spectral_convergence = sc_sum / n_slices;
+  r.peak = peak * gain;
+  r.ref_db = ref_db;
+  return r;
 }
 
 }  // namespace ds

@@ -6,10 +6,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -179,27 +182,41 @@ MelParams build_mel_params(const std::string& preset, const MelOverrides& o) {
 
 namespace {
 
-// One file's decoded, resampled audio (or why it could not be used), handed from a worker to the
-// main thread.
-struct DecodedSlot {
-  bool ready = false;
-  std::vector<float> audio;
-  std::string error;
-};
-
 std::string short_reason(const std::string& what, const std::string& path) {
   const std::string prefix = "cannot decode audio file '" + path + "': ";
   if (what.compare(0, prefix.size(), prefix) == 0) return "cannot decode: " + what.substr(prefix.size());
   return what;
 }
 
-// Decoding threads: each takes the next file not yet claimed, never more than `max_ahead` files past
-// the one the main thread waits for, nor (except that one) past `byte_budget` of undelivered audio,
-// so hour-long recordings on many cores do not fill the memory.
+// One slice's samples (L of them, at --sr) and where it starts in its file.
+struct PendingSlice {
+  int64_t start = 0;
+  std::vector<float> audio;
+};
+
+// One file on its way from a worker to the main thread: its slices as they are cut, then how it ended.
+struct FileSlot {
+  std::deque<PendingSlice> slices;
+  bool finished = false;
+  std::string error;            // could not be opened or failed: skipped
+  DecodeEnd end;                // how decoding ended (partial: warn)
+  int source_rate = 0;
+  int64_t samples = 0;          // at --sr, what was decoded (kept)
+  int64_t slices_cut = 0;       // before the silence filter
+  int64_t dropped_silent = 0;
+};
+
+// Decoding threads, each streaming one file at a time (decode a block, resample it, cut the slices that
+// are complete) into that file's slot. Memory does not grow with the input: at most `max_ahead` files
+// past the one the main thread reads are open, and their queued slices stay within kQueueBudget
+// (the file the main thread reads may always queue up to that much itself, so it never waits on
+// files after it).
 class DecodePool {
  public:
-  DecodePool(const std::vector<std::string>& files, int sr, int threads)
-      : files_(files), slots_(files.size()), sr_(sr) {
+  DecodePool(const std::vector<std::string>& files, int sr, int64_t slice_len, int64_t slice_hop, bool pad_tail,
+             double min_rms_db, int threads)
+      : files_(files), sr_(sr), L_(slice_len), hop_(slice_hop), pad_tail_(pad_tail),
+        min_rms_db_(min_rms_db) {
     max_ahead_ = 2 * static_cast<size_t>(threads) + 2;
     for (int t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
   }
@@ -211,66 +228,143 @@ class DecodePool {
     cv_space_.notify_all();
     for (std::thread& t : workers_) t.join();
   }
-  // Blocks until file i is decoded; moves its result out. Files must be taken in order.
-  DecodedSlot take(size_t i) {
+
+  // The next slice of file i (files are read in order): true with `out` filled, or false once the
+  // file is finished (then `status` holds how it ended). Waits at most `wait` for something new and
+  // returns std::nullopt on a timeout, so the caller can keep its progress line moving.
+  std::optional<bool> next(size_t i, PendingSlice& out, FileSlot& status, std::chrono::milliseconds wait) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_ready_.wait(lock, [&] { return slots_[i].ready; });
-    DecodedSlot out = std::move(slots_[i]);
-    slots_[i] = DecodedSlot{};
-    inflight_bytes_ -= out.audio.size() * sizeof(float);
+    if (current_ != i) {
+      current_ = i;  // its worker may now queue past the budget: wake it
+      cv_space_.notify_all();
+    }
+    FileSlot& slot = slots_[i];
+    if (!cv_ready_.wait_for(lock, wait, [&] { return !slot.slices.empty() || slot.finished; })) return std::nullopt;
+    if (!slot.slices.empty()) {
+      out = std::move(slot.slices.front());
+      slot.slices.pop_front();
+      queued_bytes_ -= out.audio.size() * sizeof(float);
+      lock.unlock();
+      cv_space_.notify_all();
+      return true;
+    }
+    status = std::move(slot);
+    slots_.erase(i);
     consumed_ = i + 1;
     lock.unlock();
     cv_space_.notify_all();
-    return out;
+    return false;
   }
 
+  int64_t bytes_read() const { return bytes_read_.load(); }
+  int64_t samples_decoded() const { return samples_decoded_.load(); }
+
  private:
+  static constexpr size_t kQueueBudget = size_t(24) << 20;  // 24 MiB of cut slices waiting
+
   void work() {
     for (;;) {
       size_t i = 0;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_space_.wait(lock, [&] {
-          return stop_ || next_ >= files_.size() ||
-                 (next_ < consumed_ + max_ahead_ && (inflight_bytes_ < kByteBudget || next_ == consumed_));
-        });
+        cv_space_.wait(lock, [&] { return stop_ || next_ >= files_.size() || next_ < consumed_ + max_ahead_; });
         if (stop_ || next_ >= files_.size()) return;
         i = next_++;
       }
-      DecodedSlot slot;
+      FileSlot result;
+      int64_t counted_bytes = 0;
       try {
-        DecodedAudio decoded = decode_audio(files_[i]);
-        if (decoded.is_truncated()) {
-          slot.error = "truncated or damaged: the header announces " +
-                       (decoded.header_frames < 0 ? std::string("an unknown number of")
-                                                  : std::to_string(decoded.header_frames)) +
-                       " frames, " + std::to_string(decoded.frames) + " could be decoded";
-        } else {
-          slot.audio = resample(decoded.samples, decoded.sample_rate, sr_);
-        }
+        stream_file(i, result, counted_bytes);
       } catch (const std::exception& e) {
-        slot.error = short_reason(e.what(), files_[i]);
-        slot.audio.clear();
+        result.error = short_reason(e.what(), files_[i]);
       }
-      slot.ready = true;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        inflight_bytes_ += slot.audio.size() * sizeof(float);
-        slots_[i] = std::move(slot);
+        FileSlot& slot = slots_[i];
+        slot.finished = true;
+        slot.error = result.error;
+        slot.end = result.end;
+        slot.source_rate = result.source_rate;
+        slot.samples = result.samples;
+        slot.slices_cut = result.slices_cut;
+        slot.dropped_silent = result.dropped_silent;
       }
       cv_ready_.notify_all();
+      // A finished (or refused) file counts as read whole, so the ETA's fraction reaches 1.
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(files_[i], ec);
+      if (!ec) bytes_read_ += static_cast<int64_t>(size) - counted_bytes;
     }
   }
 
-  static constexpr size_t kByteBudget = size_t(2) << 30;  // 2 GiB of decoded audio waiting
+  void stream_file(size_t i, FileSlot& result, int64_t& counted_bytes) {
+    AudioReader reader(files_[i]);
+    result.source_rate = reader.sample_rate();
+    StreamResampler resampler(reader.sample_rate(), sr_);
+    StreamSlicer slicer(L_, hop_, pad_tail_);
+    const bool drop_silent = !std::isnan(min_rms_db_);
+    const StreamSlicer::Emit emit = [&](const SliceRef& r, const float* samples) {
+      ++result.slices_cut;
+      if (drop_silent && !(rms_db(samples, r.length) >= min_rms_db_)) {
+        ++result.dropped_silent;
+        return;
+      }
+      PendingSlice s;
+      s.start = r.start;
+      s.audio.assign(samples, samples + L_);
+      push(i, std::move(s));
+    };
+    // Blocks of ~1.5 s at 44.1 kHz: small next to a slice, large enough that the calls cost nothing.
+    std::vector<float> block(65536), resampled;
+    for (;;) {
+      const int64_t got = reader.read(block.data(), static_cast<int64_t>(block.size()));
+      resampled.clear();
+      if (got > 0) resampler.push(resampled, block.data(), static_cast<size_t>(got));
+      else resampler.finish(resampled);
+      slicer.push(resampled.data(), resampled.size(), emit);
+      samples_decoded_ += static_cast<int64_t>(resampled.size());
+      const int64_t at = reader.bytes_read();
+      bytes_read_ += at - counted_bytes;
+      counted_bytes = at;
+      if (got == 0) break;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) return;
+      }
+    }
+    slicer.finish(emit);
+    result.samples = slicer.samples_seen();
+    result.end = reader.end();
+    if (result.end.frames == 0)
+      result.error = "cannot decode: " + (result.end.partial ? "nothing decodes: " + result.end.reason
+                                                             : std::string("it contains no audio frames"));
+  }
+
+  void push(size_t i, PendingSlice&& s) {
+    const size_t bytes = s.audio.size() * sizeof(float);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_space_.wait(lock, [&] {
+      return stop_ || queued_bytes_ + bytes <= kQueueBudget || (i == current_ && slots_[i].slices.empty());
+    });
+    if (stop_) return;
+    queued_bytes_ += bytes;
+    slots_[i].slices.push_back(std::move(s));
+    lock.unlock();
+    cv_ready_.notify_all();
+  }
+
   const std::vector<std::string>& files_;
-  std::vector<DecodedSlot> slots_;
+  std::map<size_t, FileSlot> slots_;  // the files in flight only (≤ max_ahead_ + 1): none per file found
   int sr_;
+  int64_t L_, hop_;
+  bool pad_tail_;
+  double min_rms_db_;
   size_t max_ahead_ = 4;
   std::mutex mu_;
   std::condition_variable cv_ready_, cv_space_;
-  size_t next_ = 0, consumed_ = 0, inflight_bytes_ = 0;
+  size_t next_ = 0, consumed_ = 0, current_ = 0, queued_bytes_ = 0;
   bool stop_ = false;
+  std::atomic<int64_t> bytes_read_{0}, samples_decoded_{0};
   std::vector<std::thread> workers_;
 };
 
@@ -392,13 +486,19 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
                  "so listen (Griffin-Lim) will reconstruct this dataset poorly; raise --n-fft to %d or more\n",
                  p.hop, p.n_fft, 2 * p.hop);
 
-  std::vector<std::string> found = find_audio_files(input);
+  const AudioFolderScan scan = scan_audio_folder(input);
   const std::string sidecar_path = sidecar_path_for(out_npy);
+  const std::string index_path = slice_index_path_for(out_npy);
   std::vector<std::string> files;
-  for (const std::string& f : found)
-    if (!same_file(f, out_npy) && !same_file(f, sidecar_path) && !same_file(f, slice_index_path_for(out_npy)))
-      files.push_back(f);
-  if (files.empty()) throw std::runtime_error("no files found under '" + input + "'");
+  for (const std::string& f : scan.files)
+    if (!same_file(f, out_npy) && !same_file(f, sidecar_path) && !same_file(f, index_path)) files.push_back(f);
+  if (files.empty() && scan.refused.empty()) throw std::runtime_error("no files found under '" + input + "'");
+  int64_t total_bytes = 0;
+  for (const std::string& f : files) {
+    std::error_code size_ec;
+    const auto size = fs::file_size(f, size_ec);
+    if (!size_ec) total_bytes += static_cast<int64_t>(size);
+  }
 
   const int threads = std::max(1, options.decode_threads > 0 ? options.decode_threads
                                                              : static_cast<int>(std::thread::hardware_concurrency()));
@@ -408,14 +508,21 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
   const int64_t image_size = mel.image_size();
 
   PrepareAudioResult result;
-  result.files_total = static_cast<int64_t>(files.size());
+  result.files_total = static_cast<int64_t>(files.size() + scan.refused.size());
   result.height = p.image_height();
   result.width = p.image_width();
-  std::vector<uint16_t> halves;  // N × image_size, float16
+  std::error_code ec;
+  const fs::path parent = fs::path(out_npy).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  // Written as they are made; published (renamed into place) only if at least one slice was written.
+  NpyRowWriter npy(out_npy, DType::F16, {1, result.height, result.width});
+  AtomicFileWriter index(index_path);
   std::vector<std::string> used_files;
-  std::vector<MelSliceInfo> slices;
+  std::vector<double> ref_dbs;                 // for the median level (8 bytes a slice)
+  std::vector<MelSliceInfo> batch_slices;      // the slices of the batch being filled
   std::vector<float> batch_audio(static_cast<size_t>(batch * L)), batch_images(static_cast<size_t>(batch * image_size));
   std::vector<double> batch_ref(static_cast<size_t>(batch));
+  std::vector<uint16_t> batch_halves(static_cast<size_t>(batch * image_size));
   int64_t in_batch = 0;
   bool progress_line_open = false;
   auto last_progress = t0 - std::chrono::seconds(1);
@@ -423,19 +530,38 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
   auto flush = [&] {
     if (in_batch == 0) return;
     mel.compute(batch_images.data(), batch_ref.data(), batch_audio.data(), in_batch);
-    for (int64_t v = 0; v < in_batch * image_size; ++v) halves.push_back(float_to_half(batch_images[v]));
-    for (int64_t s = 0; s < in_batch; ++s) slices[slices.size() - in_batch + s].ref_db = batch_ref[s];
+    for (int64_t v = 0; v < in_batch * image_size; ++v) batch_halves[v] = float_to_half(batch_images[v]);
+    npy.append(batch_halves.data(), in_batch);
+    std::string lines;
+    for (int64_t s = 0; s < in_batch; ++s) {
+      batch_slices[s].ref_db = batch_ref[s];
+      lines += slice_index_line(batch_slices[s]);
+      ref_dbs.push_back(batch_ref[s]);
+    }
+    index.write(lines.data(), lines.size());
+    batch_slices.clear();
     in_batch = 0;
   };
-  auto show_progress = [&](bool force, size_t files_done) {
+  auto show_progress = [&](bool force, size_t files_done, const DecodePool& pool) {
     if (!options.progress) return;
     const auto now = std::chrono::steady_clock::now();
     if (!force && now - last_progress < std::chrono::milliseconds(250)) return;
     last_progress = now;
     const double elapsed = std::chrono::duration<double>(now - t0).count();
-    std::fprintf(stderr, "\rprepare-audio: files %zu/%zu · %.3f h audio · %lld slices · %.0f× realtime   ", files_done,
-                 files.size(), result.audio_seconds / 3600.0, static_cast<long long>(slices.size()),
-                 elapsed > 0 ? result.audio_seconds / elapsed : 0.0);
+    const double audio_seconds = static_cast<double>(pool.samples_decoded()) / p.sr;
+    const int64_t done = std::min(pool.bytes_read(), total_bytes);
+    std::string eta = "";
+    if (done > 0 && done < total_bytes && elapsed > 1.0) {
+      const double left = elapsed * static_cast<double>(total_bytes - done) / static_cast<double>(done);
+      char text[64];
+      if (left >= 3600) std::snprintf(text, sizeof text, " · ETA %dh%02dm", int(left / 3600), int(left / 60) % 60);
+      else std::snprintf(text, sizeof text, " · ETA %dm%02ds", int(left / 60), int(left) % 60);
+      eta = text;
+    }
+    std::fprintf(stderr, "\rprepare-audio: files %zu/%zu · %.3f h audio · %lld slices · %.0f× realtime%s   ",
+                 files_done, files.size(), audio_seconds / 3600.0,
+                 static_cast<long long>(npy.rows() + in_batch), elapsed > 0 ? audio_seconds / elapsed : 0.0,
+                 eta.c_str());
     std::fflush(stderr);
     progress_line_open = true;
   };
@@ -444,63 +570,79 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
     progress_line_open = false;
     std::fprintf(stderr, "prepare-audio: warning: %s\n", line.c_str());
   };
+  auto skip = [&](const std::string& file, const std::string& reason) {
+    warn("skipped '" + file + "': " + reason);
+    result.skipped.push_back({file, reason});
+  };
 
+  for (const AudioFolderScan::Refused& r : scan.refused) skip(r.path, r.reason);
   {
-    DecodePool pool(files, p.sr, threads);
+    DecodePool pool(files, p.sr, L, slice_hop, options.pad_tail, options.min_rms_db, threads);
     for (size_t i = 0; i < files.size(); ++i) {
-      DecodedSlot slot = pool.take(i);
-      if (!slot.error.empty()) {
-        warn("skipped '" + files[i] + "': " + slot.error);
-        result.skipped.push_back({files[i], slot.error});
-        show_progress(false, i + 1);
-        continue;
-      }
-      const int64_t n = static_cast<int64_t>(slot.audio.size());
-      result.audio_seconds += static_cast<double>(n) / p.sr;
-      const std::vector<SliceRef> refs = cut_slices(n, L, slice_hop, options.pad_tail);
-      if (refs.empty()) {
-        const std::string reason = "shorter than one slice (" + num(static_cast<double>(n) / p.sr) + " s < " +
-                                   num(p.slice_seconds) + " s; --pad-tail keeps it, zero-padded)";
-        warn("skipped '" + files[i] + "': " + reason);
-        result.skipped.push_back({files[i], reason});
-        show_progress(false, i + 1);
-        continue;
-      }
       int64_t file_index = -1;
-      for (const SliceRef& r : refs) {
-        float* dst = batch_audio.data() + in_batch * L;
-        copy_slice_padded(dst, slot.audio.data(), r, L);
-        if (drop_silent && !(rms_db(dst, r.length) >= options.min_rms_db)) {
-          ++result.dropped_silent;
+      PendingSlice slice;
+      FileSlot status;
+      for (;;) {
+        const std::optional<bool> got = pool.next(i, slice, status, std::chrono::milliseconds(250));
+        if (!got) {
+          show_progress(false, i, pool);
           continue;
         }
+        if (!*got) break;
         if (file_index < 0) {
           file_index = static_cast<int64_t>(used_files.size());
           used_files.push_back(files[i]);
         }
-        slices.push_back({file_index, static_cast<double>(r.start) / p.sr, 0.0});
+        std::copy(slice.audio.begin(), slice.audio.end(), batch_audio.begin() + in_batch * L);
+        batch_slices.push_back({file_index, static_cast<double>(slice.start) / p.sr, 0.0});
         if (++in_batch == batch) flush();
+        show_progress(false, i, pool);
       }
-      show_progress(false, i + 1);
+      result.dropped_silent += status.dropped_silent;
+      if (!status.error.empty()) {
+        skip(files[i], status.error);
+      } else {
+        const double kept = static_cast<double>(status.samples) / p.sr;
+        result.audio_seconds += kept;
+        if (status.slices_cut == 0) {
+          std::string reason = "shorter than one slice (" + num(kept) + " s < " + num(p.slice_seconds) +
+                               " s; --pad-tail keeps it, zero-padded)";
+          if (status.end.partial) reason = "partly decoded (" + status.end.reason + ") and " + reason;
+          skip(files[i], reason);
+        } else if (status.end.partial) {
+          PartlyDecodedFile partial;
+          partial.file = files[i];
+          partial.kept_seconds = kept;
+          partial.missing_seconds = status.end.missing_frames < 0
+                                        ? -1.0
+                                        : static_cast<double>(status.end.missing_frames) / status.source_rate;
+          partial.reason = status.end.reason;
+          warn("'" + files[i] + "': partly decoded: kept " + num(kept) + " s, " +
+               (partial.missing_seconds < 0 ? std::string("an unknown length")
+                                            : num(partial.missing_seconds) + " s") +
+               " announced but missing (" + partial.reason + ")");
+          result.partly_decoded.push_back(partial);
+        }
+      }
+      show_progress(false, i + 1, pool);
     }
     flush();
+    show_progress(true, files.size(), pool);
   }
-  show_progress(true, files.size());
   if (progress_line_open) std::fputc('\n', stderr);
 
-  result.count = static_cast<int64_t>(slices.size());
+  result.count = npy.rows();
   result.files_used = static_cast<int64_t>(used_files.size());
+  result.files_read = result.files_total - static_cast<int64_t>(result.skipped.size());
   if (result.count == 0) {
-    std::string why = std::to_string(result.skipped.size()) + " of " + std::to_string(files.size()) + " files skipped";
+    std::string why = std::to_string(result.skipped.size()) + " of " + std::to_string(result.files_total) +
+                      " files skipped";
     if (!result.skipped.empty()) why += " (first: '" + result.skipped[0].file + "': " + result.skipped[0].reason + ")";
     if (result.dropped_silent) why += ", " + std::to_string(result.dropped_silent) + " slices below --min-rms-db";
     throw std::runtime_error("no usable audio under '" + input + "': " + why + "; nothing written");
   }
-
-  std::error_code ec;
-  const fs::path parent = fs::path(out_npy).parent_path();
-  if (!parent.empty()) fs::create_directories(parent, ec);
-  write_npy(out_npy, DType::F16, {result.count, 1, result.height, result.width}, halves.data());
+  npy.commit();
+  index.commit();
 
   nlohmann::ordered_json j;
   j["kind"] = "mel";
@@ -521,21 +663,25 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
   j["source"] = fs::absolute(input, ec).lexically_normal().generic_string();
   j["audio_seconds"] = result.audio_seconds;
   j["files"] = used_files;
-  const std::string index_path = slice_index_path_for(out_npy);
-  {
-    std::string lines;
-    for (const MelSliceInfo& s : slices) lines += slice_index_line(s);
-    write_text_atomic(index_path, lines);
-  }
   j["slice_index"] = fs::path(index_path).filename().generic_string();
   {
-    MelDatasetInfo levels;
-    levels.slices = slices;
+    MelDatasetInfo levels;  // the median of MelDatasetInfo, on the levels alone
+    for (const double r : ref_dbs) levels.slices.push_back({0, 0.0, r});
     j["median_ref_db"] = levels.median_ref_db();
   }
   nlohmann::ordered_json skipped = nlohmann::ordered_json::array();
   for (const SkippedAudioFile& s : result.skipped) skipped.push_back({{"file", s.file}, {"reason", s.reason}});
   j["skipped"] = std::move(skipped);
+  j["files_read"] = result.files_read;
+  nlohmann::ordered_json partial = nlohmann::ordered_json::array();
+  for (const PartlyDecodedFile& f : result.partly_decoded) {
+    nlohmann::ordered_json e = {{"file", f.file}, {"kept_seconds", f.kept_seconds}};
+    if (f.missing_seconds < 0) e["missing_seconds"] = nullptr;
+    else e["missing_seconds"] = f.missing_seconds;
+    e["reason"] = f.reason;
+    partial.push_back(std::move(e));
+  }
+  j["partly_decoded"] = std::move(partial);
   j["dropped_silent"] = result.dropped_silent;
   write_text_atomic(sidecar_path, j.dump(1) + "\n");
 

@@ -14,7 +14,8 @@
 //   folder, of X.slices.jsonl: one JSON object per line and slice, in dataset order, {"file": index into
 //   files, "start": seconds, "ref_db": 10*log10(max(ref, amin))}), median_ref_db (of those ref_db, so
 //   that a checkpoint carrying only the sidecar can still set the level of generated audio),
-//   skipped [{file, reason}], dropped_silent.
+//   skipped [{file, reason}], dropped_silent, files_read, partly_decoded [{file, kept_seconds,
+//   missing_seconds (null: unknown), reason}].
 // Sidecars written before the index moved out carry the same objects embedded as "slices" [...];
 // read_mel_dataset_info reads both.
 #pragma once
@@ -67,11 +68,20 @@ struct SkippedAudioFile {
   std::string file, reason;
 };
 
+// A file that decoded only in part (cut short, damaged, garbage after the audio): what was kept.
+struct PartlyDecodedFile {
+  std::string file, reason;
+  double kept_seconds = 0;
+  double missing_seconds = 0;  // announced but not decoded; −1: unknown (an Ogg stream without its end)
+};
+
 struct PrepareAudioResult {
   int64_t count = 0;            // slices written
   int64_t files_used = 0;       // files that gave at least one slice
-  int64_t files_total = 0;      // files found
+  int64_t files_total = 0;      // files (and refused folder entries, such as link loops) found
+  int64_t files_read = 0;       // files decoded whole or in part (files_total − skipped)
   std::vector<SkippedAudioFile> skipped;
+  std::vector<PartlyDecodedFile> partly_decoded;  // kept, with one warning each
   int64_t dropped_silent = 0;   // slices below min_rms_db
   double audio_seconds = 0;     // decoded audio of the used and the too-short files, at --sr
   double wall_seconds = 0;
@@ -79,11 +89,14 @@ struct PrepareAudioResult {
   std::string npy_path, sidecar_path;
 };
 
-// Decodes every file under input (audio/decode.h's find_audio_files; the output files themselves are
-// left out) on worker threads while the calling thread turns the previous batch into mel images, and
-// writes out_npy (float16 N×1×H×W, values in [−1, 1]) and its sidecar atomically, creating the folder.
-// Unreadable files and files shorter than one slice are skipped with one stderr line each (file +
-// reason) and listed in the result and the sidecar. Throws std::invalid_argument (bad options, before
+// Streams every file under input (audio/decode.h's scan_audio_folder; the output files themselves are
+// left out) on worker threads, block by block (decode, resample, cut slices), while the calling
+// thread turns batches of slices into mel images and appends them to out_npy (float16 N×1×H×W, values
+// in [−1, 1]) and their index lines to X.slices.jsonl as it goes; both are published atomically at
+// the end (temp file, fsync, rename), then the sidecar. Memory does not grow with the input.
+// Unreadable files, refused folder entries and files shorter than one slice are skipped with one
+// "prepare-audio: warning:" line each (file + reason); a file decoded only in part keeps its head,
+// with one warning line (seconds kept and missing). Both are listed in the result and the sidecar. Throws std::invalid_argument (bad options, before
 // any work, naming the flag: also --slice-hop and --min-rms-db) or std::runtime_error (missing input,
 // nothing usable: the message says how many files were skipped and why).
 PrepareAudioResult prepare_audio(const std::string& input_dir_or_file, const std::string& out_npy,

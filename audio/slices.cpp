@@ -35,4 +35,43 @@ double rms_db(const float* x, int64_t n) {
   return 10.0 * std::log10(sum_sq / static_cast<double>(n));  // 20·log10(sqrt(m)) == 10·log10(m)
 }
 
+StreamSlicer::StreamSlicer(int64_t slice_len, int64_t hop, bool pad_tail)
+    : slice_len_(slice_len), hop_(hop), pad_tail_(pad_tail) {
+  cut_slices(0, slice_len, hop, pad_tail);  // the same checks
+  buf_.reserve(static_cast<size_t>(2 * slice_len));
+}
+
+void StreamSlicer::push(const float* x, size_t n, const Emit& emit) {
+  // Samples before next_ (a gap when hop > slice_len) are never needed.
+  const int64_t skip = std::clamp<int64_t>(next_ - seen_, 0, static_cast<int64_t>(n));
+  if (buf_.empty()) buf_start_ = seen_ + skip;
+  buf_.insert(buf_.end(), x + skip, x + n);
+  seen_ += static_cast<int64_t>(n);
+  while (next_ + slice_len_ <= seen_) {
+    emit(SliceRef{next_, slice_len_}, buf_.data() + (next_ - buf_start_));
+    covered_end_ = next_ + slice_len_;
+    next_ += hop_;
+    ++emitted_;
+    compact();
+  }
+}
+
+void StreamSlicer::compact() {
+  const int64_t drop = std::min<int64_t>(next_ - buf_start_, static_cast<int64_t>(buf_.size()));
+  if (drop <= 0) return;
+  // Moving the kept samples (< one slice) per slice keeps the whole linear in the signal's length.
+  buf_.erase(buf_.begin(), buf_.begin() + drop);
+  buf_start_ += drop;
+}
+
+void StreamSlicer::finish(const Emit& emit) {
+  // cut_slices: a padded tail only if samples remain past the last whole slice.
+  if (!(pad_tail_ && next_ < seen_ && covered_end_ < seen_)) return;
+  std::vector<float> tail(static_cast<size_t>(slice_len_), 0.0f);
+  const int64_t length = seen_ - next_;
+  std::copy(buf_.begin() + (next_ - buf_start_), buf_.begin() + (next_ - buf_start_) + length, tail.begin());
+  emit(SliceRef{next_, length}, tail.data());
+  ++emitted_;
+}
+
 }  // namespace ds

@@ -57,6 +57,56 @@ void write_file_atomic(const std::string& path, const std::function<void(FILE*)>
   fsync_folder(parent_folder(path));
 }
 
+AtomicFileWriter::AtomicFileWriter(const std::string& path) : path_(path) {
+  if (path.empty()) throw std::runtime_error("AtomicFileWriter: empty output path");
+  temp_ = path + ".tmp." + std::to_string(::getpid());
+  file_ = std::fopen(temp_.c_str(), "w+b");  // readable too: libsndfile may read back what it wrote
+  if (!file_) throw std::runtime_error("cannot write '" + path + "': cannot create '" + temp_ + "': " + errno_text());
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (committed_) return;
+  if (file_) std::fclose(file_);
+  std::remove(temp_.c_str());
+}
+
+void AtomicFileWriter::fail(const std::string& why) {
+  const std::string message = "cannot write '" + path_ + "': " + why;
+  if (file_) std::fclose(file_);
+  file_ = nullptr;
+  std::remove(temp_.c_str());
+  committed_ = true;  // nothing left for the destructor
+  throw std::runtime_error(message);
+}
+
+void AtomicFileWriter::write(const void* data, size_t size) {
+  if (!file_) throw std::runtime_error("cannot write '" + path_ + "': already committed or failed");
+  if (size > 0 && std::fwrite(data, 1, size, file_) != size)
+    fail("short write (" + std::to_string(size) + " bytes): " + errno_text());
+  size_ += size;
+}
+
+void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t size) {
+  if (!file_) throw std::runtime_error("cannot write '" + path_ + "': already committed or failed");
+  if (offset + size > size_) fail("write_at past the end (" + std::to_string(offset + size) + " > " + std::to_string(size_) + ")");
+  if (std::fseek(file_, static_cast<long>(offset), SEEK_SET) != 0) fail("seek failed: " + errno_text());
+  if (size > 0 && std::fwrite(data, 1, size, file_) != size) fail("short write: " + errno_text());
+  if (std::fseek(file_, 0, SEEK_END) != 0) fail("seek failed: " + errno_text());
+}
+
+void AtomicFileWriter::commit() {
+  if (!file_) throw std::runtime_error("cannot write '" + path_ + "': already committed or failed");
+  if (std::ferror(file_)) fail("write error: " + errno_text());
+  if (std::fflush(file_) != 0) fail("flush failed: " + errno_text());
+  if (::fsync(::fileno(file_)) != 0) fail("fsync failed: " + errno_text());
+  const int close_result = std::fclose(file_);
+  file_ = nullptr;
+  if (close_result != 0) fail("close failed: " + errno_text());
+  if (std::rename(temp_.c_str(), path_.c_str()) != 0) fail("rename from '" + temp_ + "' failed: " + errno_text());
+  committed_ = true;
+  fsync_folder(parent_folder(path_));
+}
+
 void write_bytes_atomic(const std::string& path, const void* data, size_t size) {
   write_file_atomic(path, [&](FILE* file) {
     if (size > 0 && std::fwrite(data, 1, size, file) != size) {

@@ -23,4 +23,31 @@ void write_text_atomic(const std::string& path, const std::string& text);
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 std::string read_file_text(const std::string& path);
 
+// A file written in pieces and published atomically, for outputs too large to hold in memory: the
+// temp file "<path>.tmp.<pid>" is opened at construction, appended to (and patched: write_at), and
+// commit() flushes, fsyncs, renames it over path and fsyncs the folder. Destroyed without commit()
+// (an exception, nothing to write), the temp file is removed and path is left as it was. Failures
+// throw std::runtime_error naming path.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  void write(const void* data, size_t size);
+  // Overwrites size bytes at offset (< the size written so far), then goes back to the end.
+  void write_at(uint64_t offset, const void* data, size_t size);
+  void commit();
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+  FILE* file() { return file_; }  // for fprintf-style writers; keep size() in step via write()
+
+ private:
+  [[noreturn]] void fail(const std::string& why);
+  std::string path_, temp_;
+  FILE* file_ = nullptr;
+  uint64_t size_ = 0;
+  bool committed_ = false;
+};
+
 }  // namespace ds

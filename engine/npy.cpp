@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "engine/atomic_file.h"
@@ -320,33 +321,47 @@ NpyArray read_npy(const std::string& path) {
   return array;
 }
 
-std::vector<uint8_t> encode_npy(DType dtype, const std::vector<int64_t>& shape, const void* data) {
+namespace {
+
+// The 1.0 header ("\x93NUMPY", version, length, dict, spaces, '\n') of shape, at least min_bytes long:
+// numpy pads with spaces so the data starts at a multiple of 64 bytes, and more spaces are as valid
+// (NpyRowWriter's room for the final count).
+std::vector<uint8_t> npy_header(DType dtype, const std::vector<int64_t>& shape, size_t min_bytes) {
   std::string dict = std::string("{'descr': '") + descr_of(dtype) + "', 'fortran_order': False, 'shape': (";
-  int64_t numel = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) throw std::runtime_error("encode_npy: negative dimension");
-    numel *= shape[i];
     dict += std::to_string(shape[i]);
     if (shape.size() == 1 || i + 1 < shape.size()) dict += ",";
     if (i + 1 < shape.size()) dict += " ";
   }
   dict += "), }";
-  // numpy pads with spaces so the data starts at a multiple of 64 bytes, then ends the header with \n.
   const size_t unpadded = 10 + dict.size() + 1;
-  dict.append((64 - unpadded % 64) % 64, ' ');
+  size_t total = unpadded + (64 - unpadded % 64) % 64;
+  if (total < min_bytes) total = min_bytes;
+  dict.append(total - unpadded, ' ');
   dict += '\n';
   if (dict.size() > 65535) throw std::runtime_error("encode_npy: header too long for format 1.0");
-
-  const size_t data_bytes = static_cast<size_t>(numel) * dtype_size(dtype);
-  // Filled by memcpy into a presized buffer (vector::insert of chars trips a GCC 12 false positive).
-  std::vector<uint8_t> out(10 + dict.size() + data_bytes);
+  std::vector<uint8_t> out(10 + dict.size());
   std::memcpy(out.data(), kMagic, 6);
   out[6] = 1;  // format 1.0
   out[7] = 0;
   out[8] = static_cast<uint8_t>(dict.size() & 0xFF);
   out[9] = static_cast<uint8_t>(dict.size() >> 8);
   std::memcpy(out.data() + 10, dict.data(), dict.size());
-  if (data_bytes > 0) std::memcpy(out.data() + 10 + dict.size(), data, data_bytes);
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_npy(DType dtype, const std::vector<int64_t>& shape, const void* data) {
+  std::vector<uint8_t> out = npy_header(dtype, shape, 0);
+  int64_t numel = 1;
+  for (const int64_t d : shape) numel *= d;
+  const size_t data_bytes = static_cast<size_t>(numel) * dtype_size(dtype);
+  const size_t header_bytes = out.size();
+  // Filled by memcpy into a presized buffer (vector::insert of chars trips a GCC 12 false positive).
+  out.resize(header_bytes + data_bytes);
+  if (data_bytes > 0) std::memcpy(out.data() + header_bytes, data, data_bytes);
   return out;
 }
 
@@ -359,6 +374,40 @@ void write_npy(const std::string& path, const NpyArray& array) {
     throw std::runtime_error("write_npy '" + path + "': data size does not match shape and dtype");
   }
   write_npy(path, array.dtype, array.shape, array.data.data());
+}
+
+NpyRowWriter::NpyRowWriter(const std::string& path, DType dtype, const std::vector<int64_t>& row_shape)
+    : file_(path), dtype_(dtype), row_shape_(row_shape) {
+  int64_t numel = 1;
+  for (const int64_t d : row_shape) {
+    if (d < 0) throw std::runtime_error("NpyRowWriter '" + path + "': negative dimension");
+    numel *= d;
+  }
+  row_bytes_ = static_cast<size_t>(numel) * dtype_size(dtype);
+  // The largest count a header can be patched to: its room is that header's size.
+  std::vector<int64_t> widest{std::numeric_limits<int64_t>::max()};
+  widest.insert(widest.end(), row_shape.begin(), row_shape.end());
+  std::vector<int64_t> none{0};
+  none.insert(none.end(), row_shape.begin(), row_shape.end());
+  const std::vector<uint8_t> room = npy_header(dtype, widest, 0);
+  header_bytes_ = room.size();
+  const std::vector<uint8_t> header = npy_header(dtype, none, header_bytes_);
+  file_.write(header.data(), header.size());
+}
+
+void NpyRowWriter::append(const void* rows, int64_t n_rows) {
+  if (n_rows <= 0) return;
+  file_.write(rows, static_cast<size_t>(n_rows) * row_bytes_);
+  rows_ += n_rows;
+}
+
+void NpyRowWriter::commit() {
+  std::vector<int64_t> shape{rows_};
+  shape.insert(shape.end(), row_shape_.begin(), row_shape_.end());
+  const std::vector<uint8_t> header = npy_header(dtype_, shape, header_bytes_);
+  if (header.size() != header_bytes_) throw std::runtime_error("NpyRowWriter '" + file_.path() + "': header grew");
+  file_.write_at(0, header.data(), header.size());
+  file_.commit();
 }
 
 }  // namespace ds

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/atomic_file.h"
+
 namespace ds {
 
 enum class DType { U8, F16, F32, F64, I32, I64 };
@@ -52,5 +54,25 @@ NpyHeader parse_npy_header(const uint8_t* bytes, size_t file_size, const std::st
 void write_npy(const std::string& path, DType dtype, const std::vector<int64_t>& shape, const void* data);
 void write_npy(const std::string& path, const NpyArray& array);
 std::vector<uint8_t> encode_npy(DType dtype, const std::vector<int64_t>& shape, const void* data);
+
+// An .npy of rows written as they are made (a dataset larger than memory): the header is written
+// first with room for any row count (padded with spaces, as numpy pads), rows are appended, and
+// commit() patches the final count into the header and publishes the file atomically (see
+// AtomicFileWriter: destroyed without commit(), nothing is left behind). Shape: (rows, row_shape...).
+class NpyRowWriter {
+ public:
+  NpyRowWriter(const std::string& path, DType dtype, const std::vector<int64_t>& row_shape);
+  // n_rows rows of numel(row_shape) elements of dtype each.
+  void append(const void* rows, int64_t n_rows);
+  int64_t rows() const { return rows_; }
+  void commit();
+
+ private:
+  AtomicFileWriter file_;
+  DType dtype_;
+  std::vector<int64_t> row_shape_;
+  size_t row_bytes_ = 0, header_bytes_ = 0;
+  int64_t rows_ = 0;
+};
 
 }  // namespace ds

@@ -205,6 +205,13 @@ TEST_CASE("unit audio decode every bit depth and lossless format written here de
       {"mono16.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 1, 2.0 / 32768},
       {"stereo24.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_24, 2, 2.0 / 8388608},
       {"pcm16.aiff", SF_FORMAT_AIFF | SF_FORMAT_PCM_16, 2, 2.0 / 32768},
+      {"pcm24.aiff", SF_FORMAT_AIFF | SF_FORMAT_PCM_24, 2, 2.0 / 8388608},
+      {"float.aiff", SF_FORMAT_AIFF | SF_FORMAT_FLOAT, 2, 1e-7},
+      {"pcm24.caf", SF_FORMAT_CAF | SF_FORMAT_PCM_24, 2, 2.0 / 8388608},
+      {"eight.caf", SF_FORMAT_CAF | SF_FORMAT_FLOAT, 8, 1e-7},
+      {"pcm32.w64", SF_FORMAT_W64 | SF_FORMAT_PCM_32, 2, 1e-7},
+      {"float.rf64", SF_FORMAT_RF64 | SF_FORMAT_FLOAT, 2, 1e-7},
+      {"pcm24.rf64", SF_FORMAT_RF64 | SF_FORMAT_PCM_24, 3, 2.0 / 8388608},
   };
   const int sr = 44100;
   const double seconds = 0.5, freq = 440.0, amplitude = 0.5;
@@ -431,6 +438,7 @@ TEST_CASE("unit audio decode failures on parallel threads each report their own 
   struct Job {
     std::string path, expected;
     int wrong = 0;
+    std::string first_wrong;  // shown when the check fails
   };
   std::vector<Job> jobs = {{text, "Format not recognised"}, {missing, "No such file"}, {good, ""}};
   std::vector<std::thread> threads;
@@ -439,11 +447,11 @@ TEST_CASE("unit audio decode failures on parallel threads each report their own 
       for (int i = 0; i < 20000; ++i) {
         const std::string message = error_of([&] { decode_audio(job.path); });
         if (job.expected.empty() ? !message.empty() : !(contains(message, job.expected) && contains(message, job.path)))
-          ++job.wrong;
+          if (job.wrong++ == 0) job.first_wrong = message;
       }
     });
   for (std::thread& t : threads) t.join();
-  for (const Job& job : jobs) CHECK_MESSAGE(job.wrong == 0, job.path);
+  for (const Job& job : jobs) CHECK_MESSAGE(job.wrong == 0, job.path, ": ", job.first_wrong);
 }
 
 TEST_CASE("unit audio decode find_audio_files: recursive, sorted, hidden skipped, bad files left to decode") {

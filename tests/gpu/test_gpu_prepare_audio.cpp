@@ -49,8 +49,10 @@ TEST_CASE("gpu prepare-audio: CUDA and CPU datasets agree on real music") {
     // 1e-4 (test_gpu_spectral.cpp's bound on the float image) + one float16 step of values in
     // [0.5, 1] (2^-11 ≈ 4.9e-4), since the two float values may round to neighbouring halves.
     CHECK_MESSAGE(worst <= 1e-4 + 4.9e-4, preset);
-    const ds::MelDatasetInfo ic = ds::parse_mel_sidecar(ds::read_file_text(cpu.sidecar_path), cpu.sidecar_path);
-    const ds::MelDatasetInfo ig = ds::parse_mel_sidecar(ds::read_file_text(gpu.sidecar_path), gpu.sidecar_path);
+    // With the slice index (X.slices.jsonl) beside each dataset: the sidecar alone has no slices.
+    const ds::MelDatasetInfo ic = ds::read_mel_dataset_info(cpu.sidecar_path);
+    const ds::MelDatasetInfo ig = ds::read_mel_dataset_info(gpu.sidecar_path);
+    REQUIRE(ic.slices.size() == static_cast<size_t>(cpu.count));
     REQUIRE(ic.slices.size() == ig.slices.size());
     for (size_t s = 0; s < ic.slices.size(); ++s) {
       CHECK(ic.slices[s].start_seconds == ig.slices[s].start_seconds);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <memory>
 #include <cstdio>
@@ -266,52 +267,66 @@ ListenResult write_result(const std::string& wav, std::vector<float>& audio, con
   return r;
 }
 
-// A mono float WAV written block by block (libsndfile through the descriptor of an AtomicFileWriter's
-// temp file), published by finish(): a walk of an hour never exists whole in memory. finish(gain)
-// with gain != 1 rescales the samples in place first (a second pass over the file, in blocks), for
-// peak normalisation, whose peak is only known at the end.
+// A mono WAV written block by block: samples go to an anonymous float WAV scratch file as they are
+// made, and finish(gain) streams them, scaled by gain (peak normalisation, whose peak is only known at
+// the end), into the real file in the requested format (PCM clipped at full scale, as write_wav), temp
+// file + fsync + rename. A walk of an hour never exists whole in memory, and PCM output is quantised
+// once, after the gain.
 class WavBlockWriter {
  public:
-  WavBlockWriter(const std::string& path, int sample_rate) : path_(path), file_(path) {
+  WavBlockWriter(const std::string& path, int sample_rate, WavFormat format)
+      : path_(path), sample_rate_(sample_rate), format_(format), scratch_(std::tmpfile()) {
+    if (!scratch_) throw std::runtime_error("cannot create a scratch file for '" + path + "': " + std::strerror(errno));
     SF_INFO info{};
     info.samplerate = sample_rate;
     info.channels = 1;
     info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
-    snd_ = sf_open_fd(fileno(file_.file()), SFM_RDWR, &info, SF_FALSE);
-    if (!snd_) throw std::runtime_error("libsndfile cannot write '" + path + "': " + sf_strerror(nullptr));
+    snd_ = sf_open_fd(fileno(scratch_), SFM_RDWR, &info, SF_FALSE);
+    if (!snd_) throw std::runtime_error("libsndfile cannot write a scratch file for '" + path + "': " + sf_strerror(nullptr));
   }
   ~WavBlockWriter() {
     if (snd_) sf_close(snd_);
+    if (scratch_) std::fclose(scratch_);
   }
   void write(const float* x, int64_t n) {
     if (n <= 0) return;
-    if (sf_write_float(snd_, x, static_cast<sf_count_t>(n)) != n) fail();
+    if (sf_write_float(snd_, x, static_cast<sf_count_t>(n)) != n) fail(snd_);
     frames_ += n;
   }
   void finish(double gain) {
-    if (gain != 1.0 && frames_ > 0) {
+    write_file_atomic(path_, [&](FILE* f) {
+      SF_INFO info{};
+      info.samplerate = sample_rate_;
+      info.channels = 1;
+      // The formats of write_wav: extensible PCM (ffmpeg guesses no layout), plain IEEE float.
+      info.format = format_ == WavFormat::Float ? (SF_FORMAT_WAV | SF_FORMAT_FLOAT)
+                                                : (SF_FORMAT_WAVEX | (format_ == WavFormat::PCM16 ? SF_FORMAT_PCM_16 : SF_FORMAT_PCM_24));
+      SNDFILE* out = sf_open_fd(fileno(f), SFM_WRITE, &info, SF_FALSE);
+      if (!out) throw std::runtime_error("libsndfile cannot write '" + path_ + "': " + sf_strerror(nullptr));
+      sf_command(out, SFC_SET_CLIPPING, nullptr, SF_TRUE);
       std::vector<float> block(65536);
-      for (int64_t at = 0; at < frames_; at += static_cast<int64_t>(block.size())) {
+      bool ok = sf_seek(snd_, 0, SEEK_SET | SFM_READ) == 0;
+      for (int64_t at = 0; ok && at < frames_; at += static_cast<int64_t>(block.size())) {
         const sf_count_t n = static_cast<sf_count_t>(std::min<int64_t>(static_cast<int64_t>(block.size()), frames_ - at));
-        if (sf_seek(snd_, at, SEEK_SET | SFM_READ) != at || sf_read_float(snd_, block.data(), n) != n) fail();
-        for (sf_count_t k = 0; k < n; ++k) block[k] = static_cast<float>(block[k] * gain);
-        if (sf_seek(snd_, at, SEEK_SET | SFM_WRITE) != at || sf_write_float(snd_, block.data(), n) != n) fail();
+        ok = sf_read_float(snd_, block.data(), n) == n;
+        if (gain != 1.0)
+          for (sf_count_t k = 0; k < n; ++k) block[k] = static_cast<float>(block[k] * gain);
+        ok = ok && sf_write_float(out, block.data(), n) == n;
       }
-    }
-    const std::string err = sf_error(snd_) != SF_ERR_NO_ERROR ? sf_strerror(snd_) : "";
-    const int closed = sf_close(snd_);
-    snd_ = nullptr;
-    if (closed != 0 || !err.empty())
-      throw std::runtime_error("libsndfile failed writing '" + path_ + "'" + (err.empty() ? "" : ": " + err));
-    file_.commit();
+      const std::string err = sf_error(out) != SF_ERR_NO_ERROR ? sf_strerror(out) : "";
+      if (sf_close(out) != 0 || !ok || !err.empty())
+        throw std::runtime_error("libsndfile failed writing '" + path_ + "'" + (err.empty() ? "" : ": " + err));
+    });
   }
 
  private:
-  [[noreturn]] void fail() {
-    throw std::runtime_error("libsndfile failed writing '" + path_ + "': " + sf_strerror(snd_));
+  [[noreturn]] void fail(SNDFILE* snd) {
+    throw std::runtime_error("libsndfile failed writing '" + path_ + "': " + sf_strerror(snd));
   }
   std::string path_;
-  AtomicFileWriter file_;
+  int sample_rate_;
+  WavFormat format_;
+  FILE* scratch_ = nullptr;
   SNDFILE* snd_ = nullptr;
   int64_t frames_ = 0;
 };
@@ -456,7 +471,7 @@ ListenResult listen_walk(const std::string& checkpoint, double seconds, const st
   // The WAV is written as it is made: after slice i, samples before (i+1)·step are final (the next
   // slice only adds to its first `fade`), so only one slice of mix is held, whatever the length.
   make_parent(out_wav);
-  WavBlockWriter wav(out_wav, p.sr);
+  WavBlockWriter wav(out_wav, p.sr, options.wav_format);
   const int H = static_cast<int>(lg.info.height), W = static_cast<int>(lg.info.width);
   std::vector<float> strip(options.write_png ? static_cast<size_t>(H) * W * n_slices : 0);
   std::vector<double> mix(static_cast<size_t>(L), 0.0);  // samples [i·step, i·step + L) of the walk

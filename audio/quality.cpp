@@ -14,7 +14,6 @@
 #include <nlohmann/json.hpp>
 
 #include "audio/griffin_lim.h"
-#include "engine/atomic_file.h"
 #include "engine/image_dataset.h"
 
 namespace fs = std::filesystem;

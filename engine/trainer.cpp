@@ -444,8 +444,8 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log) {
   stopped_on_time_budget_ = false;
   while (step_ < cfg_.steps) {
     step();
-    // The budget is checked between steps (a CUDA step is asynchronous, so this may run ahead of the
-    // device by a step; the checkpoint below synchronises).
+    // The budget is checked between steps, on the host clock (on CUDA the host may be a few queued
+    // steps ahead of the device; the checkpoint below synchronises, so what it saves is complete).
     stopped_on_time_budget_ =
         cfg_.minutes > 0 && step_ < cfg_.steps &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= cfg_.minutes * 60.0;

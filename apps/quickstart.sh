@@ -36,9 +36,10 @@ else
   # Why these settings (README, "The two commands"): 10 s slices at 128×512 cost a tiny model about a
   # second a step on two cores, too few steps for anything but hiss in minutes, and D wins by step 40.
   # 2.5 s slices at 64 mel bands × 64 frames (16× fewer pixels), cut every 1.25 s (twice the slices from
-  # the same music), let a 16-wide G train ~10× more steps; D is kept from winning by ndf 8 and a
-  # quarter of G's learning rate (G 4e-4, D 1e-4: with the recipe's equal 2e-4 D wins by step ~150,
-  # with G 2e-4 / D 1e-4 by ~450); the time budget ends training in time on a slower machine.
+  # the same music), let a 16-wide G train ~10× more steps; ndf 8 and a quarter of G's learning rate
+  # hold D back (G 4e-4, D 1e-4: with the recipe's equal 2e-4 D wins by step ~150, with G 2e-4 / D 1e-4
+  # by ~450, with these by ~730; not yet enough: see the README); the time budget ends training in
+  # time on a slower machine.
   data=data/sectoid-64x64.npy
   [ -f "$data" ] || "$bin" prepare-audio "$songs" --out "$data" --device cpu \
     --slice-seconds 2.5 --n-mels 64 --frames 64 --slice-hop 1.25

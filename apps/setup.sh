@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(cmake g++ make pkg-config doctest-dev libstb-dev nlohmann-json3-dev libcli11-dev
           libsndfile1-dev libsoxr-dev libopenblas-dev libkissfft-dev zlib1g-dev
           dataset-fashion-mnist sound-theme-freedesktop fretsonfire-songs-sectoid)
+packages+=(libfftw3-dev python3-torch python3-torchaudio python3-soundfile)  # issue 9: CPU STFT (FFTW); bench/side_by_side.py
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -240,6 +240,17 @@ nlohmann::json bench_gan(const GanConfig& cfg, const GanRunOptions& opt) {
   const Timing step = time_runs(opt.warmup_steps, opt.timed_steps, [&] { gan_step(G, D, st, real, z, adam); }, sync);
   const double step_s = step.median_ms * 1e-3;
 
+  nlohmann::json memory;
+  if (dev == Device::CUDA) {
+    DS_CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
+    // Every buffer is allocated when the model is built, so what the process took since is its peak.
+    memory = {{"peak_device_bytes", int64_t(free_before) - int64_t(free_after)},
+              {"what", "cudaMemGetInfo free before building G and D minus free after the timed steps"}};
+  } else {
+    memory = {{"peak_rss_bytes", peak_rss_bytes()},
+              {"what", "VmHWM of the process, reset before building G and D, read after the timed steps"}};
+  }
+
   double flops_per_step = 0;
   nlohmann::json flops = flop_count(G, D, cfg.batch, flops_per_step);
 
@@ -270,17 +281,6 @@ nlohmann::json bench_gan(const GanConfig& cfg, const GanRunOptions& opt) {
                  {"zero_grad", zero_grad_ms},
                  {"sum_of_parts", parts},
                  {"measured_step", step.median_ms}};
-  }
-
-  nlohmann::json memory;
-  if (dev == Device::CUDA) {
-    DS_CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
-    // Every buffer is allocated when the model is built, so what the process took since is its peak.
-    memory = {{"peak_device_bytes", int64_t(free_before) - int64_t(free_after)},
-              {"what", "cudaMemGetInfo free before building G and D minus free after the steps"}};
-  } else {
-    memory = {{"peak_rss_bytes", peak_rss_bytes()},
-              {"what", "VmHWM of the process, reset before building G and D"}};
   }
 
   const double achieved = flops_per_step / step_s;

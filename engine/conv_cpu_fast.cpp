@@ -87,6 +87,16 @@ struct SingleThreadedBlas {
   }
 };
 
+// The output columns q whose input column q·stride_w − pad_w + t lies inside the image: [q_begin, q_end).
+// Computed once per kernel column so the copy loops need no bounds test.
+void valid_columns(int& q_begin, int& q_end, const ColumnGeometry& g, int t) {
+  const int offset = t - g.pad_w;  // input column of q = 0
+  q_begin = offset >= 0 ? 0 : (-offset + g.stride_w - 1) / g.stride_w;
+  // last valid q: q·stride + offset ≤ width − 1
+  q_end = g.width - 1 - offset < 0 ? 0 : std::min(g.out_w, (g.width - 1 - offset) / g.stride_w + 1);
+  q_begin = std::min(q_begin, q_end);
+}
+
 // cols[(c·R + r)·S + t][j·positions + p·out_w + q] = image_j[c][p·sh − ph + r][q·sw − pw + t] (0 outside).
 void im2col(float* cols, const float* images, int count, const ColumnGeometry& g) {
   const int rows = g.rows(), PQ = g.positions();
@@ -104,10 +114,12 @@ void im2col(float* cols, const float* images, int count, const ColumnGeometry& g
           continue;
         }
         const float* src = plane + size_t(ih) * g.width;
-        for (int q = 0; q < g.out_w; ++q) {
-          const int iw = q * g.stride_w - g.pad_w + t;
-          d[q] = (iw >= 0 && iw < g.width) ? src[iw] : 0.0f;
-        }
+        int q_begin, q_end;
+        valid_columns(q_begin, q_end, g, t);
+        std::fill(d, d + q_begin, 0.0f);
+        const int offset = t - g.pad_w;
+        for (int q = q_begin; q < q_end; ++q) d[q] = src[q * g.stride_w + offset];  // no bounds test inside
+        std::fill(d + q_end, d + g.out_w, 0.0f);
       }
     }
 }
@@ -123,16 +135,16 @@ void col2im(float* images, const float* cols, int count, const ColumnGeometry& g
       std::fill(plane, plane + size_t(g.height) * g.width, 0.0f);
       for (int r = 0; r < g.R; ++r)
         for (int t = 0; t < g.S; ++t) {
+          int q_begin, q_end;
+          valid_columns(q_begin, q_end, g, t);
           const float* src = cols + (size_t(c * g.R + r) * g.S + t) * ld + size_t(j) * PQ;
           for (int p = 0; p < g.out_h; ++p) {
             const int ih = p * g.stride_h - g.pad_h + r;
             if (ih < 0 || ih >= g.height) continue;
-            float* dst = plane + size_t(ih) * g.width;
             const float* s = src + size_t(p) * g.out_w;
-            for (int q = 0; q < g.out_w; ++q) {
-              const int iw = q * g.stride_w - g.pad_w + t;
-              if (iw >= 0 && iw < g.width) dst[iw] += s[q];
-            }
+            float* dst = plane + size_t(ih) * g.width;
+            const int offset = t - g.pad_w;
+            for (int q = q_begin; q < q_end; ++q) dst[q * g.stride_w + offset] += s[q];
           }
         }
     }

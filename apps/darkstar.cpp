@@ -1,5 +1,5 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// prepare-audio, train, sample, listen, inspect (data), doctor.
+// prepare-audio, train, sample, listen, inspect (data, quality), doctor.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -15,6 +15,7 @@
 #include "audio/inspect_mel.h"
 #include "audio/listen.h"
 #include "audio/prepare_audio.h"
+#include "audio/quality.h"
 #include "engine/checkpoint.h"
 #include "engine/cuda_context.h"
 #include "engine/doctor.h"
@@ -77,6 +78,7 @@ int64_t inherit_from_checkpoint(const CLI::App& train, TrainConfig& tc) {
   if (!given("--ndf")) tc.model.ndf = saved.at("model").at("ndf");
   if (!given("--batch")) tc.batch = saved.at("batch");
   if (!given("--lr")) tc.adam.lr = saved.at("lr");
+  if (!given("--lr-d")) tc.lr_d = saved.value("lr_d", 0.0);
   if (!given("--beta1")) tc.adam.beta1 = saved.at("beta1");
   if (!given("--beta2")) tc.adam.beta2 = saved.at("beta2");
   if (!given("--seed")) tc.seed = saved.at("seed");
@@ -148,11 +150,15 @@ int main(int argc, char** argv) {
   train->add_option("--data", tc.data_path, "dataset .npy from prepare-images")->required();
   train->add_option("--out", tc.out_dir, "run folder (checkpoints, samples, log)")->required();
   train->add_option("--steps", tc.steps, "training steps (default 2000)");
+  train->add_option("--minutes", tc.minutes, "time budget: stop (with a checkpoint) at the end of the first step past it")
+      ->check(CLI::NonNegativeNumber);
   train->add_option("--batch", tc.batch, "batch size (default 64)");
   train->add_option("--nz", tc.model.nz, "latent size (default 100)");
   train->add_option("--ngf", tc.model.ngf, "generator width (default 64)");
   train->add_option("--ndf", tc.model.ndf, "discriminator width (default 64)");
   train->add_option("--lr", tc.adam.lr, "Adam learning rate (default 2e-4)");
+  train->add_option("--lr-d", tc.lr_d, "the discriminator's learning rate, if it should differ from --lr (default: --lr)")
+      ->check(CLI::PositiveNumber);
   train->add_option("--beta1", tc.adam.beta1, "Adam beta1 (default 0.5)");
   train->add_option("--beta2", tc.adam.beta2, "Adam beta2 (default 0.999)");
   train->add_option("--seed", tc.seed, "seed of every random number (default 1)");
@@ -216,6 +222,15 @@ int main(int argc, char** argv) {
                            "images: near-blank when the pixel range is at most this (default 8 of 255)");
   inspect_data->add_option("--silent-db", mio.silent_db,
                            "mel: near-silent = this many dB below the median slice level (default 40)");
+  auto* quality = inspect->add_subcommand("quality", "is a mel GAN's output music-like? five figures against its dataset");
+  std::string q_ckpt, q_data, q_log;
+  QualityOptions qo;
+  quality->add_option("--checkpoint", q_ckpt, "a checkpoint trained on a mel dataset (netG or last.safetensors)")->required();
+  quality->add_option("--data", q_data, "the mel dataset .npy it was trained on")->required();
+  quality->add_option("--log", q_log, "the run's log.jsonl (default: beside the checkpoint)");
+  quality->add_option("--n", qo.n_generated, "generated slices (default 64)");
+  quality->add_option("--real", qo.n_real, "real slices in each of the two evenly spread sets (default 32)");
+  quality->add_option("--seed", qo.listen.seed, "seed of the generated noise and the inversion's phases (default 0)");
 
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
@@ -322,6 +337,9 @@ int main(int argc, char** argv) {
                     s.d_g_z1, s.d_g_z2, s.images_per_second, format_duration(s.eta_seconds).c_str());
         std::fflush(stdout);
       }, cli::stop_signal());
+      if (trainer.stopped_on_time_budget())
+        std::printf("stopped: the --minutes %g budget ran out at step %lld of %lld\n", tc.minutes,
+                    static_cast<long long>(last.step), static_cast<long long>(tc.steps));
       if (last.stopped) {
         const int signal = *cli::stop_signal();
         std::printf("stopped by %s at step %lld of %lld: checkpoint %s (continue with the same command and --resume)\n",
@@ -371,6 +389,12 @@ int main(int argc, char** argv) {
                                    ? inspect_mel_dataset(data, read_mel_info_for(id_path), io, mio).text
                                    : inspect_image_dataset(data, io).text;
       std::fputs(text.c_str(), stdout);
+    } else if (*quality) {
+      if (qo.n_generated < 2) throw std::invalid_argument("--n " + std::to_string(qo.n_generated) + ": expected at least 2");
+      if (qo.n_real < 2) throw std::invalid_argument("--real " + std::to_string(qo.n_real) + ": expected at least 2");
+      const QualityReport r = assess_quality(q_ckpt, q_data, q_log, qo);
+      std::printf("%s", r.text().c_str());
+      return r.all_pass() ? 0 : 3;
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's first command: set up, then the default job end to end on real music from Debian's
-# fretsonfire-songs-sectoid (MIT licence): prepare a mel dataset, train a DCGAN on it, and write
-# generated slices as .wav + .png and a latent walk. On a GPU: the full model. Without one: small
-# settings that finish in minutes on two cores (and it says so).
+# fretsonfire-songs-sectoid (MIT licence): prepare a mel dataset, train a DCGAN on it, write generated
+# slices as .wav + .png and a latent walk, and measure them against the real slices (`inspect quality`:
+# five figures with their bars). On a GPU: the full model on the default layout, timed. Without one:
+# a smaller layout and model that fit about 8 minutes on two cores (it says which and why).
+#   DARKSTAR_CPU_MINUTES  the CPU job's training time budget (default 7)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash apps/setup.sh
@@ -10,23 +12,56 @@ bin="${DARKSTAR_BUILD_DIR:-build}/darkstar"
 songs=/usr/share/games/fretsonfire/data/songs/sectoid
 mkdir -p data runs
 
-"$bin" prepare-audio "$songs" --out data/sectoid.npy
+# A fresh run folder per run: the settings name it, and a rerun gets a time suffix instead of
+# clashing with (appending to the log of, overwriting the checkpoints of) an earlier run.
+fresh_run() {
+  local run="runs/$1"
+  [ -e "$run" ] && run="runs/$1-$(date +%Y%m%d-%H%M%S)"
+  echo "$run"
+}
+job_start=$(date +%s)
+
 if "$bin" doctor --probe; then
-  echo "quickstart: GPU found: ngf = ndf = 64, batch 32, 3000 steps"
-  run=runs/sectoid
-  "$bin" train --data data/sectoid.npy --out "$run" --steps 3000 --batch 32 --sample-every 500 --checkpoint-every 500
+  data=data/sectoid.npy  # the default layout: 128 mel bands × 512 frames per 10 s slice
+  [ -f "$data" ] || "$bin" prepare-audio "$songs" --out "$data"
+  echo "quickstart: GPU found: the full model (ngf = ndf = 64, batch 32, 3000 steps) on 10 s slices, 128×512"
+  run=$(fresh_run sectoid-gpu)
+  train_start=$(date +%s)
+  "$bin" train --data "$data" --out "$run" --steps 3000 --batch 32 --sample-every 500 --checkpoint-every 500
+  echo "quickstart: training took $(( $(date +%s) - train_start )) s"
   "$bin" listen --checkpoint "$run/last.safetensors" --n 8 --out "$run/gen"
   "$bin" listen --checkpoint "$run/last.safetensors" --walk 60 --out "$run/gen/walk.wav"
+  real_index=17
 else
-  echo "quickstart: no GPU: small CPU settings (ngf = ndf = 8, batch 16, 300 steps, a few minutes);"
-  echo "            on a GPU the same command trains the full model"
-  run=runs/sectoid-cpu
-  "$bin" train --data data/sectoid.npy --out "$run" --device cpu --steps 300 --batch 16 --ngf 8 --ndf 8 \
-    --sample-every 100 --checkpoint-every 100 --log-every 20
-  "$bin" listen --checkpoint "$run/last.safetensors" --n 4 --out "$run/gen" --device cpu
+  # Why these settings (README, "The two commands"): 10 s slices at 128×512 cost a tiny model about a
+  # second a step on two cores, too few steps for anything but hiss in minutes, and D wins by step 40.
+  # 2.5 s slices at 64 mel bands × 64 frames (16× fewer pixels), cut every 1.25 s (twice the slices from
+  # the same music), let a 16-wide G train ~10× more steps; ndf 8 and a quarter of G's learning rate
+  # hold D back (G 4e-4, D 1e-4: with the recipe's equal 2e-4 D wins by step ~150, with G 2e-4 / D 1e-4
+  # by ~450, with these by ~730; not yet enough: see the README); the time budget ends training in
+  # time on a slower machine.
+  data=data/sectoid-64x64.npy
+  [ -f "$data" ] || "$bin" prepare-audio "$songs" --out "$data" --device cpu \
+    --slice-seconds 2.5 --n-mels 64 --frames 64 --slice-hop 1.25
+  minutes="${DARKSTAR_CPU_MINUTES:-7}"
+  echo "quickstart: no GPU: the CPU job: 2.5 s slices at 64 mel bands × 64 frames (hop 1.25 s), ngf 16, ndf 8,"
+  echo "            batch 32, lr 4e-4 for G and 1e-4 for D, 3000 steps or $minutes minutes of training, whichever"
+  echo "            comes first; on a GPU the same command trains the full model on 10 s slices"
+  run=$(fresh_run sectoid-cpu64)
+  train_start=$(date +%s)
+  "$bin" train --data "$data" --out "$run" --device cpu --steps 3000 --minutes "$minutes" --batch 32 \
+    --ngf 16 --ndf 8 --lr 4e-4 --lr-d 1e-4 --sample-every 500 --checkpoint-every 500 --log-every 20
+  echo "quickstart: training took $(( $(date +%s) - train_start )) s"
+  "$bin" listen --checkpoint "$run/last.safetensors" --n 8 --out "$run/gen" --device cpu
   "$bin" listen --checkpoint "$run/last.safetensors" --walk 30 --out "$run/gen/walk.wav" --device cpu
+  real_index=100
 fi
-"$bin" listen --data data/sectoid.npy --index 17 --out "$run/gen/real17.wav" --device cpu
+"$bin" listen --data "$data" --index "$real_index" --out "$run/gen/real$real_index.wav" --device cpu
+quality_ok=1
+"$bin" inspect quality --checkpoint "$run/last.safetensors" --data "$data" | tee "$run/quality.txt" || quality_ok=0
+echo "quickstart: the job took $(( $(date +%s) - job_start )) s after setup"
 echo "quickstart: generated audio and mel images in $run/gen/ (*.wav, *.png; walk.wav is one continuous file)"
-echo "quickstart: real17.wav is a real slice sent through the same inversion, to hear what the mel keeps"
-echo "quickstart: checkpoints $run/{netG,netD,last}.safetensors, sample grids in $run/samples/"
+echo "quickstart: real$real_index.wav is a real slice sent through the same inversion, to hear what the mel keeps"
+echo "quickstart: checkpoints $run/{netG,netD,last}.safetensors, sample grids in $run/samples/, log $run/log.jsonl"
+echo "quickstart: the five quality figures above are in $run/quality.txt (rerun: $bin inspect quality --checkpoint $run/last.safetensors --data $data)"
+[ "$quality_ok" = 1 ] || echo "quickstart: some quality bars failed (see above)"

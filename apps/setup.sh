@@ -12,6 +12,7 @@ packages=(cmake g++ make pkg-config doctest-dev libstb-dev nlohmann-json3-dev li
           dataset-fashion-mnist sound-theme-freedesktop fretsonfire-songs-sectoid)
 packages+=(patchelf binutils xz-utils)  # issue 8: apps/bundle.sh sets RUNPATHs, reads ELF versions, packs .tar.xz
 packages+=(libmpg123-dev lame ffmpeg)  # issue 6: MP3s decoded by libmpg123 to their end; the MP3 tests encode with lame/ffmpeg
+packages+=(libfftw3-dev)  # issue 9: the CPU STFT of the mel path (FFTW)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

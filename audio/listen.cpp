@@ -422,23 +422,33 @@ std::vector<std::string> generated_wav_paths(const std::string& out, int64_t n) 
   return paths;
 }
 
+std::vector<float> generate_mel_images(const std::string& checkpoint, int64_t n, const ListenOptions& options,
+                                       MelDatasetInfo* info) {
+  if (n < 1) throw std::invalid_argument("--n " + std::to_string(n) + ": expected at least 1");
+  LoadedMelGenerator lg = load_mel_generator(checkpoint, options);
+  const int64_t nz = lg.g.model.nz, image_size = lg.info.height * lg.info.width;
+  std::vector<float> z(static_cast<size_t>(n * nz));
+  Philox(options.seed, 0).fill_normal(z.data(), 0.0f, 1.0f, n * nz);
+  std::vector<float> images = generate_images(*lg.g.generator, z, n, nz, image_size);
+  if (info) *info = std::move(lg.info);
+  return images;
+}
+
 std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_t n, const std::string& out_dir,
                                            const ListenOptions& options) {
   if (n < 1) throw std::invalid_argument("--n " + std::to_string(n) + ": expected at least 1");
   const std::vector<std::string> paths = generated_wav_paths(out_dir, n);
-  LoadedMelGenerator lg = load_mel_generator(checkpoint, options);
-  const MelParams& p = lg.info.mel;
-  const int64_t nz = lg.g.model.nz, image_size = lg.info.height * lg.info.width;
-  std::vector<float> z(static_cast<size_t>(n * nz));
-  Philox(options.seed, 0).fill_normal(z.data(), 0.0f, 1.0f, n * nz);
-  const std::vector<float> images = generate_images(*lg.g.generator, z, n, nz, image_size);
-  const double ref_db = lg.info.median_ref_db();
+  MelDatasetInfo info;
+  const std::vector<float> images = generate_mel_images(checkpoint, n, options, &info);
+  const MelParams& p = info.mel;
+  const int64_t image_size = info.height * info.width;
+  const double ref_db = info.median_ref_db();
   std::vector<ListenResult> results;
   for (int64_t s = 0; s < n; ++s) {
     double sc = 0;
     std::vector<float> audio = invert_mel_image(images.data() + s * image_size, p, ref_db, options, &sc);
     results.push_back(write_result(paths[s], audio, images.data() + s * image_size,
-                                   static_cast<int>(lg.info.height), static_cast<int>(lg.info.width), p, sc, ref_db,
+                                   static_cast<int>(info.height), static_cast<int>(info.width), p, sc, ref_db,
                                    options));
   }
   return results;

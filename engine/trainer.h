@@ -21,8 +21,11 @@ struct TrainConfig {
   ModelConfig model;  // height/width/channels come from the dataset
   int64_t batch = 64;
   AdamConfig adam;
+  double lr_d = 0;  // > 0: the discriminator's Adam learning rate instead of adam.lr (G keeps adam.lr)
   uint64_t seed = 1;
   int64_t steps = 2000;
+  double minutes = 0;  // > 0: a wall-time budget for this call of run(): it stops at the end of the first
+                       // step past it (checkpoint, samples and log line as after the last step)
   int64_t checkpoint_every = 500;
   int64_t sample_every = 200;
   int64_t log_every = 10;
@@ -61,7 +64,8 @@ enum GanStat { kErrDReal, kDx, kErrDFake, kDGz1, kErrG, kDGz2, kGanStatCount };
 // Adam on G (each optimizer's step counter advances by one). `before_adam`, if given, is called with "D" and "G"
 // right before each Adam step (tests read the gradients there, as PyTorch's .grad before step()).
 void gan_step(Generator& G, Discriminator& D, GanStepState& st, const Tensor& real, const Tensor& z,
-              const AdamConfig& adam, const std::function<void(const char* net)>& before_adam = nullptr);
+              const AdamConfig& adam, const std::function<void(const char* net)>& before_adam = nullptr,
+              const AdamConfig* adam_d = nullptr);  // adam_d: D's settings when they differ from G's
 
 // A fresh Philox permutation of the dataset each epoch, read a batch at a time; the tail of an epoch
 // shorter than a batch is skipped (it starts the next epoch). Pure host bookkeeping, the same code on
@@ -121,6 +125,8 @@ class Trainer {
   // One training step (exposed for tests).
   void step();
   int64_t current_step() const { return step_; }
+  // Whether the last run() ended on cfg.minutes rather than at cfg.steps.
+  bool stopped_on_time_budget() const { return stopped_on_time_budget_; }
   // The last step's real batch and statistics slots (GanStat order), on the training device (for tests).
   const Tensor& real_batch() const;
   const Tensor& statistics() const;
@@ -140,6 +146,7 @@ class Trainer {
   std::unique_ptr<Discriminator> D_;
   std::unique_ptr<Impl> impl_;
   int64_t step_ = 0;
+  bool stopped_on_time_budget_ = false;
 };
 
 }  // namespace ds

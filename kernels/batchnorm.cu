@@ -97,14 +97,21 @@ __global__ void batchnorm_forward_train_kernel(float* y, float* saved_mean, floa
 
 // grid: blocks_for(N·C·HW), one thread per element. Sampling only, so the per-element double
 // 1/sqrt is not worth a per-channel precomputation pass.
+// grid: one block per (n, c) plane (N·C blocks), block: up to 256 threads striding over the plane's HW
+// values. Thread 0 turns the channel's running variance into 1/sqrt(var + eps) once, in double as the
+// reference does, and the block reads it from shared memory: no double math per element.
 __global__ void batchnorm_forward_eval_kernel(float* y, const float* x, const float* gamma, const float* beta,
                                               const float* running_mean, const float* running_var, int64_t N,
                                               int64_t C, int64_t HW, double eps) {
-  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= N * C * HW) return;
-  const int64_t c = (k / HW) % C;
-  const float invstd_f = static_cast<float>(1.0 / sqrt(static_cast<double>(running_var[c]) + eps));
-  y[k] = (x[k] - running_mean[c]) * invstd_f * gamma[c] + beta[c];
+  DS_SHARED(float, channel_invstd, 1);
+  const int64_t plane = blockIdx.x;
+  const int64_t c = plane % C;
+  if (threadIdx.x == 0) channel_invstd[0] = static_cast<float>(1.0 / sqrt(static_cast<double>(running_var[c]) + eps));
+  __syncthreads();
+  const float invstd_f = channel_invstd[0], mean_f = running_mean[c], gamma_f = gamma[c], beta_f = beta[c];
+  const float* xp = x + plane * HW;
+  float* yp = y + plane * HW;
+  for (int64_t i = threadIdx.x; i < HW; i += blockDim.x) yp[i] = (xp[i] - mean_f) * invstd_f * gamma_f + beta_f;
 }
 
 // grid: C blocks (one per channel), block: kBatchNormThreads.
@@ -164,10 +171,11 @@ void batchnorm_forward_train(float* y, float* saved_mean, float* saved_invstd, f
 void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, int64_t N, int64_t C, int64_t HW,
                             double eps, cudaStream_t stream) {
-  const int64_t count = N * C * HW;
-  if (count <= 0) return;
-  constexpr int threads = 256;
-  DS_LAUNCH(batchnorm_forward_eval_kernel, blocks_for(count, threads), threads, 0, stream, y, x, gamma, beta,
+  if (N * C * HW <= 0) return;
+  check_channels(N * C, "batchnorm_forward_eval (N*C planes)");
+  // Small planes (4×4 maps) get one or two warps rather than 256 mostly idle threads.
+  const int threads = HW >= 256 ? 256 : static_cast<int>((HW + 31) / 32 * 32);
+  DS_LAUNCH(batchnorm_forward_eval_kernel, static_cast<unsigned int>(N * C), threads, 0, stream, y, x, gamma, beta,
             running_mean, running_var, N, C, HW, eps);
 }
 

@@ -251,3 +251,48 @@ TEST_CASE("e2e resume: from the checkpoint written before the first step") {
   trainer.run();
   CHECK(trainer.current_step() == 3);
 }
+
+TEST_CASE("e2e train --minutes: a spent budget ends the run at the end of a step, checkpointed and logged") {
+  const fs::path dir = fresh_dir("e2e_minutes");
+  const std::string data = write_blob_dataset(dir, 40);
+  TrainConfig cfg = tiny_config(data, dir / "run");
+  cfg.steps = 50;
+  cfg.checkpoint_every = 25;
+  cfg.minutes = 1e-9;  // 60 ns: spent by any step, so the run stops after its first one
+  Trainer trainer(cfg);
+  const StepStats last = trainer.run();
+  CHECK(trainer.stopped_on_time_budget());
+  CHECK(trainer.current_step() == 1);
+  CHECK(last.step == 1);  // the stopping step is logged as a last step is
+  const SafeTensorsFile state = read_safetensors((dir / "run" / "last.safetensors").string());
+  CHECK(*reinterpret_cast<const int64_t*>(state.get("step", DType::I64, {}).data.data()) == 1);
+  // Resuming without a budget runs to --steps and says it did not stop on time.
+  TrainConfig more = cfg;
+  more.minutes = 0;
+  more.resume = true;
+  Trainer resumed(more);
+  resumed.run();
+  CHECK_FALSE(resumed.stopped_on_time_budget());
+  CHECK(resumed.current_step() == 50);
+}
+
+TEST_CASE("e2e train --lr-d: D's own learning rate changes D only when it differs from --lr") {
+  const fs::path dir = fresh_dir("e2e_lr_d");
+  const std::string data = write_blob_dataset(dir, 40);
+  auto weights_after = [&](const char* name, double lr_d) {
+    TrainConfig cfg = tiny_config(data, dir / name);
+    cfg.steps = 3;
+    cfg.checkpoint_every = 3;
+    cfg.lr_d = lr_d;
+    Trainer(cfg).run();
+    return read_safetensors((dir / name / "netD.safetensors").string());
+  };
+  const SafeTensorsFile same = weights_after("plain", 0), equal = weights_after("equal", 2e-4),
+                        slower = weights_after("slower", 5e-5);
+  int differing = 0;
+  for (const auto& [name, t] : same.tensors) {
+    CHECK(t.data == equal.tensors.at(name).data);  // lr_d == lr: bit-identical to no lr_d
+    if (t.data != slower.tensors.at(name).data) ++differing;
+  }
+  CHECK(differing > 0);
+}

@@ -19,6 +19,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "engine/cpu/parallel.h"
+
 namespace ds::cpu {
 
 // The per-step constants of one Adam update, computed in double as Python does, then rounded to T.
@@ -44,6 +46,8 @@ template <class T>
 void adam_step(T* params, T* m, T* v, const T* grads, int64_t n, double lr, double beta1, double beta2, double eps,
                int64_t step) {
   const AdamStepScalars<T> s(lr, beta1, beta2, eps, step);
+  // Element-wise, so parallel without changing a bit (the trainer's CPU step runs this loop).
+DS_PARALLEL_FOR_IF(n > kParallelElements)
   for (int64_t i = 0; i < n; ++i) {
     const T g = grads[i];
     m[i] = m[i] * s.beta1 + s.one_minus_beta1 * g;

@@ -20,6 +20,8 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+
+#include "engine/cpu/parallel.h"
 #include <stdexcept>
 #include <string>
 
@@ -41,6 +43,8 @@ void batchnorm_forward_train(T* y, T* saved_mean, T* saved_invstd, T* running_me
                              double momentum, double eps) {
   batchnorm_check_train_size(N, HW);
   const int64_t M = N * HW;
+  // Channels are independent (each sums in the same order whatever the thread count): parallel.
+DS_PARALLEL_FOR_IF(N * C * HW > kParallelElements)
   for (int64_t c = 0; c < C; ++c) {
     double sum = 0;
     for (int64_t n = 0; n < N; ++n)
@@ -73,6 +77,8 @@ void batchnorm_forward_train(T* y, T* saved_mean, T* saved_invstd, T* running_me
 template <class T>
 void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta, const T* running_mean,
                             const T* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
+  // Channels are independent (each sums in the same order whatever the thread count): parallel.
+DS_PARALLEL_FOR_IF(N * C * HW > kParallelElements)
   for (int64_t c = 0; c < C; ++c) {
     const T mean_t = running_mean[c];
     const T invstd_t = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
@@ -101,6 +107,8 @@ template <class T>
 void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
                         const T* saved_mean, const T* saved_invstd, int64_t N, int64_t C, int64_t HW) {
   const int64_t M = N * HW;
+  // Channels are independent (each sums in the same order whatever the thread count): parallel.
+DS_PARALLEL_FOR_IF(N * C * HW > kParallelElements)
   for (int64_t c = 0; c < C; ++c) {
     const T mean_t = saved_mean[c];
     const T invstd_t = saved_invstd[c];

@@ -1,0 +1,80 @@
+// Audio throughput of darkstar-bench on real music: STFT + mel of 10 s slices (the default layout,
+// audio/mel_cpu.h on the CPU, audio/mel_gpu.h on CUDA) and fast Griffin-Lim (audio/griffin_lim.h,
+// audio/griffin_lim_gpu.h) of a real slice's magnitude, each as × realtime (seconds of audio per second).
+#include <algorithm>
+#include <stdexcept>
+
+#include "audio/decode.h"
+#include "audio/griffin_lim.h"
+#include "audio/griffin_lim_gpu.h"
+#include "audio/mel_cpu.h"
+#include "audio/mel_gpu.h"
+#include "bench/bench.h"
+#include "engine/cuda_context.h"
+#include "engine/device_buffer.h"
+
+namespace ds::bench {
+
+nlohmann::json bench_audio(const std::string& song, const AudioOptions& opt) {
+  const MelParams p = mel_preset("default");
+  const DecodedAudio audio = decode_audio(song);
+  const std::vector<float> x = resample(audio.samples, audio.sample_rate, p.sr);
+  const int64_t L = p.slice_samples();
+  int64_t n = static_cast<int64_t>(x.size()) / L;
+  if (opt.max_slices > 0) n = std::min<int64_t>(n, opt.max_slices);
+  if (n < 1) throw std::invalid_argument(song + ": shorter than one 10 s slice");
+  nlohmann::json out = {{"device", device_name(opt.device)}, {"song", song}, {"slices", n},
+                        {"slice_seconds", p.slice_seconds}, {"layout", "default (128 mel x 512 frames, n_fft 2048, hop 431)"}};
+
+  // STFT + mel + dB + [−1, 1] map.
+  if (opt.device == Device::CPU) {
+    const std::vector<float> fb = mel_filterbank(p);
+    double ref = 0;
+    const Timing t = time_runs(1, opt.mel_reps, [&] {
+      for (int64_t i = 0; i < n; ++i) mel_image(x.data() + i * L, L, p, &ref, fb.data());
+    });
+    out["mel"] = {{"ms_per_slice", t.median_ms / double(n)}, {"time_ms", t.to_json()},
+                  {"x_realtime", double(n) * p.slice_seconds / (t.median_ms * 1e-3)}};
+  } else {
+    // The song's slices tiled to an hour on the device, one batch, timed on the stream with events
+    // (the audio is already on the device, as the GPU goal states).
+    const int64_t tiled = std::max<int64_t>(n, static_cast<int64_t>(3600.0 / p.slice_seconds));
+    std::vector<float> host(static_cast<size_t>(tiled * L));
+    for (int64_t s = 0; s < tiled; ++s) std::copy(x.begin() + (s % n) * L, x.begin() + (s % n + 1) * L, host.begin() + s * L);
+    DeviceBuffer<float> d_audio = DeviceBuffer<float>::from_host(host);
+    DeviceBuffer<float> images(static_cast<size_t>(tiled) * p.image_height() * p.image_width());
+    DeviceBuffer<float> refs(static_cast<size_t>(tiled));
+    MelGpu mel(p, tiled);
+    CudaContext& ctx = CudaContext::get();
+    const Timing t = time_runs(1, std::max(opt.mel_reps, 5),
+                               [&] { mel.compute(images.get(), d_audio.get(), tiled, L, refs.get()); },
+                               [&] { ctx.synchronize(); });
+    out["mel"] = {{"slices_on_device", tiled}, {"ms_per_slice", t.median_ms / double(tiled)},
+                  {"time_ms", t.to_json()}, {"x_realtime", double(tiled) * p.slice_seconds / (t.median_ms * 1e-3)},
+                  {"what", "the song's 10 s slices tiled to an hour, already on the device, one batch"}};
+  }
+
+  // Griffin-Lim of the first slice's (or its first griffin_lim_seconds') STFT magnitude.
+  const int64_t gl_samples = std::min<int64_t>(L, static_cast<int64_t>(opt.griffin_lim_seconds * p.sr));
+  const std::vector<complexf> spectrum = stft(x.data(), gl_samples, p);
+  const int64_t frames = p.stft_frames(gl_samples);
+  const std::vector<float> magnitude = stft_magnitude(spectrum.data(), frames, p.n_freqs());
+  const float momentum = 0.99f;
+  Timing t;
+  if (opt.device == Device::CPU) {
+    t = time_runs(0, opt.griffin_lim_reps,
+                  [&] { griffin_lim(magnitude.data(), frames, p, opt.griffin_lim_iters, momentum, 1, gl_samples); });
+  } else {
+    GriffinLimGpu gl(p, frames);
+    t = time_runs(1, std::max(opt.griffin_lim_reps, 3),
+                  [&] { gl.run(magnitude.data(), opt.griffin_lim_iters, momentum, 1, gl_samples); });
+  }
+  const double seconds = double(gl_samples) / p.sr;
+  out["griffin_lim"] = {{"iterations", opt.griffin_lim_iters}, {"momentum", momentum}, {"audio_seconds", seconds},
+                        {"time_ms", t.to_json()}, {"x_realtime", seconds / (t.median_ms * 1e-3)},
+                        {"what", opt.device == Device::CPU ? "griffin_lim on the host"
+                                                           : "GriffinLimGpu::run, host magnitude in, samples back"}};
+  return out;
+}
+
+}  // namespace ds::bench

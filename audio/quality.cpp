@@ -369,7 +369,10 @@ QualityReport assess_quality(const std::string& checkpoint, const std::string& d
   } else if (!log_path.empty()) {
     throw std::runtime_error("--log " + log_path + ": no such file");
   }
-  return assess_quality(info, data.values.data(), data.count, generated.data(), options.n_generated, log_text, options);
+  // The nearest-training figure compares against every training slice, so they are all needed as float.
+  std::vector<float> real(static_cast<size_t>(data.count * data.sample_size()));
+  for (int64_t i = 0; i < data.count; ++i) data.sample_as_float(real.data() + i * data.sample_size(), i);
+  return assess_quality(info, real.data(), data.count, generated.data(), options.n_generated, log_text, options);
 }
 
 }  // namespace ds

@@ -2,6 +2,7 @@
 // numpy/lib/format.py (magic "\x93NUMPY", version, header length, Python-literal dict, 64-byte aligned).
 #include "engine/npy.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <stdexcept>
@@ -227,8 +228,9 @@ DType parse_descr(const std::string& descr, const std::string& path) {
 
 }  // namespace
 
-NpyArray read_npy(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+NpyArray read_npy(const std::string& path) { return decode_npy(read_file_bytes(path), path); }
+
+NpyArray decode_npy(const std::vector<uint8_t>& bytes, const std::string& path) {
 
   if (bytes.size() < 10 || std::memcmp(bytes.data(), kMagic, 6) != 0) {
     fail(path, "bad magic (expected a file starting with \\x93NUMPY)");
@@ -276,6 +278,8 @@ NpyArray read_npy(const std::string& path) {
         if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) {
           fail(path, "malformed shape in header: " + header);
         }
+        // At most 18 digits: stoll cannot overflow, and the product is checked below.
+        if (digits.size() > 18) fail(path, "dimension " + digits + " in header is absurdly large");
         array.shape.push_back(std::stoll(digits));
         if (!p.accept(',')) {
           p.expect(')');
@@ -296,9 +300,22 @@ NpyArray read_npy(const std::string& path) {
   }
 
   const size_t data_start = header_start + header_len;
-  const int64_t numel = array.numel();
-  const size_t expected = static_cast<size_t>(numel) * dtype_size(array.dtype);
   const size_t present = bytes.size() - data_start;
+  // The header's shape is checked against the bytes present before anything is sized by it, and
+  // multiplied without overflow (a lying header must give this message, not a wrapped product).
+  const bool empty = std::find(array.shape.begin(), array.shape.end(), int64_t{0}) != array.shape.end();
+  uint64_t expected = empty ? 0 : dtype_size(array.dtype);
+  for (int64_t d : array.shape) {
+    if (empty) break;
+    const uint64_t dim = static_cast<uint64_t>(d);
+    if (dim != 0 && expected > present / dim) {
+      std::string shape;
+      for (size_t i = 0; i < array.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(array.shape[i]);
+      fail(path, "truncated data: shape (" + shape + ") of " + dtype_name(array.dtype) + " needs more than the " +
+                     std::to_string(present) + " bytes the file has");
+    }
+    expected *= dim;
+  }
   if (present < expected) {
     fail(path, "truncated data: shape needs " + std::to_string(expected) + " bytes of " +
                    dtype_name(array.dtype) + ", file has " + std::to_string(present));

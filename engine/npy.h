@@ -37,6 +37,8 @@ struct NpyArray {
 // Throws std::runtime_error naming path and what was expected: missing file, bad magic, unsupported
 // version/dtype, fortran_order, truncated data.
 NpyArray read_npy(const std::string& path);
+// The same checks on bytes already in memory; name_for_errors stands for the path in messages.
+NpyArray decode_npy(const std::vector<uint8_t>& bytes, const std::string& name_for_errors);
 
 // Writes format 1.0 atomically; data holds numel(shape) elements of dtype.
 void write_npy(const std::string& path, DType dtype, const std::vector<int64_t>& shape, const void* data);

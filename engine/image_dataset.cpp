@@ -284,6 +284,11 @@ PreparedImages prepare_folder(const std::string& folder, const std::string& out_
 #pragma omp parallel for schedule(dynamic)
     for (int64_t i = begin; i < stop; ++i) {
       int w = 0, h = 0, comp = 0;
+      if (stbi_info(paths[i].c_str(), &w, &h, &comp) && static_cast<int64_t>(w) * h > kMaxImagePixels) {
+        errors[i - begin] = "its header claims " + std::to_string(w) + "×" + std::to_string(h) +
+                            " pixels, more than the 2^28 accepted";
+        continue;
+      }
       uint8_t* decoded = stbi_load(paths[i].c_str(), &w, &h, &comp, 0);
       if (!decoded) {
         // stb's reason can be null or empty (e.g. a PNG cut before IEND); the error must not be.
@@ -376,10 +381,24 @@ PreparedImages prepare_idx(const std::string& path, int out_h, int out_w, int ch
                              std::to_string(h) + "×" + std::to_string(w) + "×" + std::to_string(src_channels) +
                              " (expected N×H×W grey or N×H×W×3)");
   }
+  // Sizes come from the header: bounded before any product or allocation uses them (2^28 bytes is a
+  // 16k×16k RGB image, far beyond any IDX set; 32-bit sizes could otherwise overflow h·w·c).
+  if (h * w * src_channels > (int64_t{1} << 28)) {
+    throw std::runtime_error("IDX file '" + path + "' claims " + std::to_string(h) + "×" + std::to_string(w) + "×" +
+                             std::to_string(src_channels) + " images: expected at most 2^28 bytes per image");
+  }
   const int64_t count = options.limit > 0 ? std::min(options.limit, n) : n;
   const size_t src_bytes = static_cast<size_t>(h * w * src_channels);
-  std::vector<uint8_t> source(static_cast<size_t>(count) * src_bytes);
-  reader.read(source.data(), source.size(), "image data");
+  // Read in pieces of at most 64 MiB, growing the buffer only by what arrived: a header that claims
+  // more images than the file holds ends in "truncated", not in an allocation of its claimed size.
+  std::vector<uint8_t> source;
+  const size_t total_bytes = static_cast<size_t>(count) * src_bytes;  // count < 2^32, src_bytes <= 2^28
+  for (size_t done = 0; done < total_bytes;) {
+    const size_t piece = std::min<size_t>(total_bytes - done, size_t{64} << 20);
+    source.resize(done + piece);
+    reader.read(source.data() + done, piece, "image data");
+    done += piece;
+  }
 
   // One background for the whole set: the most common value of the images' border pixels (per channel),
   // so every padded image gets the same canvas (0 for Fashion-MNIST).

@@ -14,6 +14,10 @@ bool is_dcgan_size(int size);
 // Throws std::runtime_error "<flag> <value>: expected 4·2^k ..." when !is_dcgan_size(value).
 void check_dcgan_size(int value, const std::string& flag);
 
+// Largest image prepare-images decodes (2^28 pixels: 16k×16k, beyond any photo): a header claiming more
+// is refused before stb_image allocates for it (stb's own limit is 2^24 per side).
+constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
+
 struct PrepareImagesOptions {
   int64_t limit = 0;   // keep at most this many images (0: all)
   int pad_small = -1;  // -1: on for IDX input, off for folders; 0 off; 1 on (see prepare_images)

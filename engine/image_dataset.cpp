@@ -210,6 +210,82 @@ void fit_image(uint8_t* out, const uint8_t* src, int src_h, int src_w, int src_c
   }
 }
 
+// ---- decoding one file ---------------------------------------------------------------------------
+
+namespace {
+
+// Debian's stb_image (git 2022-09) trusts a JPEG DHT table's 16 code counts: their sum (up to 4080)
+// indexes the 257-entry size[] of stbi__build_huffman and the 256-entry values[] of the DHT reader, a
+// heap overflow from a crafted file (found by tests/fuzz/fuzz_image). This walks the markers as stb
+// does (segments by length, entropy-coded data byte by byte up to the next real marker) and reads
+// every table of every DHT segment the way stb will, refusing a sum over 256 before stb sees it.
+bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
+  if (n < 2 || b[0] != 0xFF || b[1] != 0xD8) return true;  // not a JPEG: stb will not take it as one
+  size_t i = 2;
+  while (i + 1 < n) {
+    if (b[i] != 0xFF) {
+      ++i;  // entropy-coded data
+      continue;
+    }
+    const uint8_t marker = b[i + 1];
+    if (marker == 0xFF) {
+      ++i;  // fill byte
+      continue;
+    }
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+      i += 2;  // stuffed 0xFF, TEM, RSTn, SOI: no length
+      continue;
+    }
+    if (marker == 0xD9) return true;  // EOI
+    if (i + 3 >= n) return true;
+    const size_t length = (static_cast<size_t>(b[i + 2]) << 8) | b[i + 3];
+    if (marker == 0xC4) {
+      // stb: L = length - 2; while (L > 0) { 1 byte class/id, 16 counts, sum(counts) values }; reads past
+      // the end of the file give 0.
+      int64_t left = static_cast<int64_t>(length) - 2;
+      size_t p = i + 4;
+      while (left > 0) {
+        int total = 0;
+        for (size_t k = 1; k <= 16; ++k) total += p + k < n ? b[p + k] : 0;
+        if (total > 256) return false;
+        left -= 17 + total;
+        p += 17 + static_cast<size_t>(total);
+      }
+    }
+    i += 2 + length;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<uint8_t> decode_image(int* height, int* width, int* channels, const uint8_t* bytes, size_t size,
+                                  int64_t max_pixels) {
+  if (size > static_cast<size_t>(INT32_MAX)) throw std::runtime_error("larger than 2 GB");
+  const int length = static_cast<int>(size);
+  // Before stbi_info too: its JPEG header pass already builds the Huffman tables.
+  if (!jpeg_huffman_tables_fit(bytes, size)) {
+    throw std::runtime_error("corrupt JPEG: a Huffman table (DHT) lists more than 256 codes");
+  }
+  int w = 0, h = 0, comp = 0;
+  if (stbi_info_from_memory(bytes, length, &w, &h, &comp) && static_cast<int64_t>(w) * h > max_pixels) {
+    throw std::runtime_error("its header claims " + std::to_string(w) + "×" + std::to_string(h) +
+                             " pixels, more than the " + std::to_string(max_pixels) + " accepted");
+  }
+  uint8_t* decoded = stbi_load_from_memory(bytes, length, &w, &h, &comp, 0);
+  if (!decoded) {
+    // stb's reason can be null or empty (e.g. a PNG cut before IEND); the error must not be.
+    const char* reason = stbi_failure_reason();
+    throw std::runtime_error(reason && *reason ? reason : "cannot decode");
+  }
+  std::vector<uint8_t> pixels(decoded, decoded + static_cast<size_t>(w) * h * comp);
+  stbi_image_free(decoded);
+  *height = h;
+  *width = w;
+  *channels = comp;
+  return pixels;
+}
+
 // ---- prepare-images ----------------------------------------------------------------------------
 
 namespace {
@@ -284,21 +360,16 @@ PreparedImages prepare_folder(const std::string& folder, const std::string& out_
 #pragma omp parallel for schedule(dynamic)
     for (int64_t i = begin; i < stop; ++i) {
       int w = 0, h = 0, comp = 0;
-      if (stbi_info(paths[i].c_str(), &w, &h, &comp) && static_cast<int64_t>(w) * h > kMaxImagePixels) {
-        errors[i - begin] = "its header claims " + std::to_string(w) + "×" + std::to_string(h) +
-                            " pixels, more than the 2^28 accepted";
-        continue;
-      }
-      uint8_t* decoded = stbi_load(paths[i].c_str(), &w, &h, &comp, 0);
-      if (!decoded) {
-        // stb's reason can be null or empty (e.g. a PNG cut before IEND); the error must not be.
-        const char* reason = stbi_failure_reason();
-        errors[i - begin] = reason && *reason ? reason : "cannot decode";
+      std::vector<uint8_t> decoded;
+      try {
+        const std::vector<uint8_t> file = read_file_bytes(paths[i].string());
+        decoded = decode_image(&h, &w, &comp, file.data(), file.size());
+      } catch (const std::exception& e) {
+        errors[i - begin] = e.what();
         continue;
       }
       images[i - begin].resize(image_bytes);
-      fit_image(images[i - begin].data(), decoded, h, w, comp, channels, out_h, out_w, pad_small, nullptr);
-      stbi_image_free(decoded);
+      fit_image(images[i - begin].data(), decoded.data(), h, w, comp, channels, out_h, out_w, pad_small, nullptr);
     }
     for (int64_t i = begin; i < stop && result.count < wanted; ++i) {
       const std::string relative = fs::relative(paths[i], folder, ec).generic_string();
@@ -383,7 +454,7 @@ PreparedImages prepare_idx(const std::string& path, int out_h, int out_w, int ch
   }
   // Sizes come from the header: bounded before any product or allocation uses them (2^28 bytes is a
   // 16k×16k RGB image, far beyond any IDX set; 32-bit sizes could otherwise overflow h·w·c).
-  if (h * w * src_channels > (int64_t{1} << 28)) {
+  if (h > (int64_t{1} << 28) || w > (int64_t{1} << 28) || h * w * src_channels > (int64_t{1} << 28)) {
     throw std::runtime_error("IDX file '" + path + "' claims " + std::to_string(h) + "×" + std::to_string(w) + "×" +
                              std::to_string(src_channels) + " images: expected at most 2^28 bytes per image");
   }

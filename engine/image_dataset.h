@@ -64,6 +64,12 @@ ImageDataset load_image_dataset(const std::string& path);
 
 // ---- building blocks, exposed for tests --------------------------------------------------------
 
+// One image file's bytes decoded by stb_image (interleaved, *channels 1..4 as stored). Throws
+// std::runtime_error with the reason: a header claiming more than max_pixels (refused before stb
+// allocates), a JPEG Huffman table that would overflow Debian's stb, or stb's own reason.
+std::vector<uint8_t> decode_image(int* height, int* width, int* channels, const uint8_t* bytes, size_t size,
+                                  int64_t max_pixels = kMaxImagePixels);
+
 // One channel plane, in_h×in_w -> out_h×out_w, each axis on its own: area averaging (box filter with
 // fractional coverage) when that axis shrinks, bilinear (half-pixel centres, edge clamped) when it grows.
 void resample_plane(float* out, const float* in, int in_h, int in_w, int out_h, int out_w);

@@ -604,6 +604,9 @@ ImageDataset load_image_dataset(const std::string& path) {
   dataset.height = array.shape[2];
   dataset.width = array.shape[3];
   if (dataset.count == 0) throw std::runtime_error("dataset '" + path + "' holds no samples");
+  if (dataset.sample_size() == 0) {
+    throw std::runtime_error("dataset '" + path + "' has an empty channel, height or width (expected N×C×H×W, all > 0)");
+  }
   if (array.dtype == DType::U8) {
     dataset.pixels = std::move(array.data);
   } else {

@@ -101,6 +101,8 @@ float half_to_float(uint16_t half) {
 // ---- NpyArray ----------------------------------------------------------------------------------
 
 int64_t NpyArray::numel() const {
+  // A zero anywhere first: decode_npy accepts (5e18, 1e5, 0), whose left-to-right product overflows.
+  if (std::find(shape.begin(), shape.end(), int64_t{0}) != shape.end()) return 0;
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;

@@ -220,8 +220,12 @@ namespace {
 // does (segments by length, entropy-coded data byte by byte up to the next real marker) and reads
 // every table of every DHT segment the way stb will, refusing a sum over 256 before stb sees it.
 bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
-  if (n < 2 || b[0] != 0xFF || b[1] != 0xD8) return true;  // not a JPEG: stb will not take it as one
-  size_t i = 2;
+  // SOI, after any number of 0xFF fill bytes (stbi__get_marker skips them); else stb will not take it
+  // for a JPEG.
+  size_t i = 0;
+  while (i < n && b[i] == 0xFF) ++i;
+  if (i == 0 || i >= n || b[i] != 0xD8) return true;
+  ++i;
   while (i + 1 < n) {
     if (b[i] != 0xFF) {
       ++i;  // entropy-coded data

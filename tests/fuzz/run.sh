@@ -32,7 +32,7 @@ summary=()
 for entry in "${harnesses[@]}"; do
   IFS=: read -r name max_len seeds <<<"$entry"
   if [ -n "${DS_FUZZ_ONLY:-}" ] && [[ " $DS_FUZZ_ONLY " != *" $name "* ]]; then continue; fi
-  work="$build/work/$name"
+  work="$root/$build/work/$name"
   corpus="$work/corpus"
   mkdir -p "$corpus"
   # shellcheck disable=SC2086
@@ -40,7 +40,7 @@ for entry in "${harnesses[@]}"; do
   log="$work/log.txt"
   echo "fuzz: $name for ${seconds} s (-max_len=$max_len, $(ls "$corpus" | wc -l) inputs in corpus)"
   rc=0
-  (cd "$work" && DS_FUZZ_TMP="$root/$work" "$root/$build/fuzz_$name" corpus -max_total_time="$seconds" \
+  (cd "$work" && DS_FUZZ_TMP="$work" "$root/$build/fuzz_$name" corpus -max_total_time="$seconds" \
       -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1) || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")

@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -261,12 +262,35 @@ bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
   return true;
 }
 
+// The same stb reads a binary PNM header's width, height and maxval with an int that overflows on
+// a long digit run (stbi__pnm_getinteger: undefined, and the wrapped size is what it then uses; found
+// by tests/fuzz/fuzz_image). Reads the three numbers as stb does (whitespace, '#' comments to the end
+// of the line) and refuses any above INT_MAX.
+bool pnm_header_fits(const uint8_t* b, size_t n) {
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return true;
+  size_t i = 2;
+  for (int number = 0; number < 3; ++number) {
+    for (;;) {  // stbi__pnm_skip_whitespace
+      while (i < n && std::isspace(b[i])) ++i;
+      if (i >= n || b[i] != '#') break;
+      while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
+    }
+    int64_t value = 0;
+    for (; i < n && b[i] >= '0' && b[i] <= '9'; ++i) {
+      value = value * 10 + (b[i] - '0');
+      if (value > INT32_MAX) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::vector<uint8_t> decode_image(int* height, int* width, int* channels, const uint8_t* bytes, size_t size,
                                   int64_t max_pixels) {
   if (size > static_cast<size_t>(INT32_MAX)) throw std::runtime_error("larger than 2 GB");
   const int length = static_cast<int>(size);
+  if (!pnm_header_fits(bytes, size)) throw std::runtime_error("corrupt PNM: a header number exceeds 2^31 - 1");
   // Before stbi_info too: its JPEG header pass already builds the Huffman tables.
   if (!jpeg_huffman_tables_fit(bytes, size)) {
     throw std::runtime_error("corrupt JPEG: a Huffman table (DHT) lists more than 256 codes");

@@ -138,6 +138,8 @@ def main():
     put("jpg_huffman_overflow.jpg", JPEG_4x4[: dht + 5] + b"\xff" * 16 + JPEG_4x4[dht + 21:])
     # The same after 0xFF fill bytes before SOI, which stb skips (also found by fuzz_image).
     put("jpg_fill_huffman_overflow.jpg", b"\xff\xff" + JPEG_4x4[1: dht + 5] + b"\xff" * 16 + JPEG_4x4[dht + 21:])
+    # A binary PGM whose width overflows stb's int header parser (found by fuzz_image).
+    put("pgm_huge_number.pgm", b"P5\n# comment\n99999999999 4\n255\n" + bytes(16))
     sof = JPEG_4x4.index(b"\xff\xc0")
     put("jpg_huge_dimensions.jpg", JPEG_4x4[: sof + 5] + struct.pack(">HH", 20000, 20000) + JPEG_4x4[sof + 9:])
 

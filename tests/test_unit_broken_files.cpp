@@ -119,6 +119,7 @@ TEST_CASE("unit broken files PNG and JPEG: each skipped by prepare-images with i
                         {"jpg_truncated.jpg", ""},
                         {"jpg_huffman_overflow.jpg", "a Huffman table (DHT) lists more than 256 codes"},
                         {"jpg_fill_huffman_overflow.jpg", "a Huffman table (DHT) lists more than 256 codes"},
+                        {"pgm_huge_number.pgm", "corrupt PNM: a header number exceeds 2^31 - 1"},
                         {"jpg_huge_dimensions.jpg", "20000×20000 pixels, more than the 268435456 accepted"}};
   for (const Case& c : cases) {
     const std::string file = c.file;

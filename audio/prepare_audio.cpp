@@ -415,7 +415,11 @@ std::string slice_index_line(const MelSliceInfo& s) {
 }
 
 MelSliceInfo parse_slice(const nlohmann::json& s) {
-  return {s.at("file").get<int64_t>(), s.at("start").get<double>(), s.at("ref_db").get<double>()};
+  // get<int64_t>() of a non-integer (1e30) would be a float-to-integer conversion out of range.
+  const nlohmann::json& file = s.at("file");
+  if (!file.is_number_integer() || file.get<int64_t>() < -1)
+    throw std::runtime_error("a slice entry's \"file\" is not an index into \"files\": " + file.dump());
+  return {file.get<int64_t>(), s.at("start").get<double>(), s.at("ref_db").get<double>()};
 }
 
 bool same_file(const fs::path& a, const fs::path& b) {
@@ -735,17 +739,31 @@ MelDatasetInfo parse_mel_sidecar(const std::string& text, const std::string& whe
     if (!j.contains(key)) throw std::runtime_error(where + ": the mel sidecar lacks \"" + key + "\"");
     return j[key];
   };
+  // Integers are checked before conversion: nlohmann's get<int>() of 1e300 or 2^40 is a silent
+  // truncation (undefined behaviour for a float), which would turn a lying sidecar into wrong sizes.
+  auto integer = [&](const nlohmann::json& value, const char* key, int64_t lo, int64_t hi) -> int64_t {
+    if (!value.is_number_integer() ||
+        (value.is_number_unsigned() ? value.get<uint64_t>() > static_cast<uint64_t>(hi)
+                                    : value.get<int64_t>() < lo || value.get<int64_t>() > hi)) {
+      throw std::runtime_error(where + ": malformed mel sidecar: \"" + key + "\" is " + value.dump() +
+                               ", expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    return value.get<int64_t>();
+  };
+  auto int_key = [&](const char* key) {
+    return static_cast<int>(integer(need(key), key, std::numeric_limits<int>::min(), std::numeric_limits<int>::max()));
+  };
   MelDatasetInfo info;
   MelParams& p = info.mel;
   try {
-    p.sr = need("sr").get<int>();
+    p.sr = int_key("sr");
     p.slice_seconds = need("slice_seconds").get<double>();
-    p.n_fft = need("n_fft").get<int>();
-    p.hop = need("hop").get<int>();
-    p.win = need("win").get<int>();
+    p.n_fft = int_key("n_fft");
+    p.hop = int_key("hop");
+    p.win = int_key("win");
     p.center = need("center").get<bool>();
     p.pad_mode = need("pad_mode").get<std::string>();
-    p.n_mels = need("n_mels").get<int>();
+    p.n_mels = int_key("n_mels");
     p.fmin = need("fmin").get<double>();
     p.fmax = need("fmax").get<double>();
     p.mel_scale = need("mel_scale").get<std::string>();
@@ -754,15 +772,15 @@ MelDatasetInfo parse_mel_sidecar(const std::string& text, const std::string& whe
     p.top_db = need("top_db").get<double>();
     const nlohmann::json& ref = need("ref");
     p.ref = ref.is_number() ? ref.get<double>() : -1.0;
-    p.frames = need("frames").get<int>();
+    p.frames = int_key("frames");
     const nlohmann::json& resize = need("resize");
     if (resize.is_object()) {
-      p.resize_h = resize.at("height").get<int>();
-      p.resize_w = resize.at("width").get<int>();
+      p.resize_h = static_cast<int>(integer(resize.at("height"), "resize.height", 0, std::numeric_limits<int>::max()));
+      p.resize_w = static_cast<int>(integer(resize.at("width"), "resize.width", 0, std::numeric_limits<int>::max()));
     }
-    info.count = need("count").get<int64_t>();
-    info.height = need("height").get<int64_t>();
-    info.width = need("width").get<int64_t>();
+    info.count = integer(need("count"), "count", 0, std::numeric_limits<int64_t>::max());
+    info.height = integer(need("height"), "height", 0, std::numeric_limits<int64_t>::max());
+    info.width = integer(need("width"), "width", 0, std::numeric_limits<int64_t>::max());
     if (j.contains("files")) info.files = j["files"].get<std::vector<std::string>>();
     if (j.contains("median_ref_db") && j["median_ref_db"].is_number())
       info.recorded_median_ref_db = j["median_ref_db"].get<double>();

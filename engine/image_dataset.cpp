@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -212,6 +213,109 @@ void fit_image(uint8_t* out, const uint8_t* src, int src_h, int src_w, int src_c
   }
 }
 
+// ---- decoding one file ---------------------------------------------------------------------------
+
+namespace {
+
+// Debian's stb_image (git 2022-09) trusts a JPEG DHT table's 16 code counts: their sum (up to 4080)
+// indexes the 257-entry size[] of stbi__build_huffman and the 256-entry values[] of the DHT reader, a
+// heap overflow from a crafted file (found by tests/fuzz/fuzz_image). This walks the markers as stb
+// does (segments by length, entropy-coded data byte by byte up to the next real marker) and reads
+// every table of every DHT segment the way stb will, refusing a sum over 256 before stb sees it.
+bool jpeg_huffman_tables_fit(const uint8_t* b, size_t n) {
+  // SOI, after any number of 0xFF fill bytes (stbi__get_marker skips them); else stb will not take it
+  // for a JPEG.
+  size_t i = 0;
+  while (i < n && b[i] == 0xFF) ++i;
+  if (i == 0 || i >= n || b[i] != 0xD8) return true;
+  ++i;
+  while (i + 1 < n) {
+    if (b[i] != 0xFF) {
+      ++i;  // entropy-coded data
+      continue;
+    }
+    const uint8_t marker = b[i + 1];
+    if (marker == 0xFF) {
+      ++i;  // fill byte
+      continue;
+    }
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+      i += 2;  // stuffed 0xFF, TEM, RSTn, SOI: no length
+      continue;
+    }
+    if (marker == 0xD9) return true;  // EOI
+    if (i + 3 >= n) return true;
+    const size_t length = (static_cast<size_t>(b[i + 2]) << 8) | b[i + 3];
+    if (marker == 0xC4) {
+      // stb: L = length - 2; while (L > 0) { 1 byte class/id, 16 counts, sum(counts) values }; reads past
+      // the end of the file give 0.
+      int64_t left = static_cast<int64_t>(length) - 2;
+      size_t p = i + 4;
+      while (left > 0) {
+        int total = 0;
+        for (size_t k = 1; k <= 16; ++k) total += p + k < n ? b[p + k] : 0;
+        if (total > 256) return false;
+        left -= 17 + total;
+        p += 17 + static_cast<size_t>(total);
+      }
+    }
+    i += 2 + length;
+  }
+  return true;
+}
+
+// The same stb reads a binary PNM header's width, height and maxval with an int that overflows on
+// a long digit run (stbi__pnm_getinteger: undefined, and the wrapped size is what it then uses; found
+// by tests/fuzz/fuzz_image). Reads the three numbers as stb does (whitespace, '#' comments to the end
+// of the line) and refuses any above INT_MAX.
+bool pnm_header_fits(const uint8_t* b, size_t n) {
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return true;
+  size_t i = 2;
+  for (int number = 0; number < 3; ++number) {
+    for (;;) {  // stbi__pnm_skip_whitespace
+      while (i < n && std::isspace(b[i])) ++i;
+      if (i >= n || b[i] != '#') break;
+      while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
+    }
+    int64_t value = 0;
+    for (; i < n && b[i] >= '0' && b[i] <= '9'; ++i) {
+      value = value * 10 + (b[i] - '0');
+      if (value > INT32_MAX) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<uint8_t> decode_image(int* height, int* width, int* channels, const uint8_t* bytes, size_t size,
+                                  int64_t max_pixels) {
+  if (size > static_cast<size_t>(INT32_MAX)) throw std::runtime_error("larger than 2 GB");
+  const int length = static_cast<int>(size);
+  if (!pnm_header_fits(bytes, size)) throw std::runtime_error("corrupt PNM: a header number exceeds 2^31 - 1");
+  // Before stbi_info too: its JPEG header pass already builds the Huffman tables.
+  if (!jpeg_huffman_tables_fit(bytes, size)) {
+    throw std::runtime_error("corrupt JPEG: a Huffman table (DHT) lists more than 256 codes");
+  }
+  int w = 0, h = 0, comp = 0;
+  if (stbi_info_from_memory(bytes, length, &w, &h, &comp) && static_cast<int64_t>(w) * h > max_pixels) {
+    throw std::runtime_error("its header claims " + std::to_string(w) + "×" + std::to_string(h) +
+                             " pixels, more than the " + std::to_string(max_pixels) + " accepted");
+  }
+  uint8_t* decoded = stbi_load_from_memory(bytes, length, &w, &h, &comp, 0);
+  if (!decoded) {
+    // stb's reason can be null or empty (e.g. a PNG cut before IEND); the error must not be.
+    const char* reason = stbi_failure_reason();
+    throw std::runtime_error(reason && *reason ? reason : "cannot decode");
+  }
+  std::vector<uint8_t> pixels(decoded, decoded + static_cast<size_t>(w) * h * comp);
+  stbi_image_free(decoded);
+  *height = h;
+  *width = w;
+  *channels = comp;
+  return pixels;
+}
+
 // ---- prepare-images ----------------------------------------------------------------------------
 
 namespace {
@@ -286,16 +390,16 @@ PreparedImages prepare_folder(const std::string& folder, const std::string& out_
 #pragma omp parallel for schedule(dynamic)
     for (int64_t i = begin; i < stop; ++i) {
       int w = 0, h = 0, comp = 0;
-      uint8_t* decoded = stbi_load(paths[i].c_str(), &w, &h, &comp, 0);
-      if (!decoded) {
-        // stb's reason can be null or empty (e.g. a PNG cut before IEND); the error must not be.
-        const char* reason = stbi_failure_reason();
-        errors[i - begin] = reason && *reason ? reason : "cannot decode";
+      std::vector<uint8_t> decoded;
+      try {
+        const std::vector<uint8_t> file = read_file_bytes(paths[i].string());
+        decoded = decode_image(&h, &w, &comp, file.data(), file.size());
+      } catch (const std::exception& e) {
+        errors[i - begin] = e.what();
         continue;
       }
       images[i - begin].resize(image_bytes);
-      fit_image(images[i - begin].data(), decoded, h, w, comp, channels, out_h, out_w, pad_small, nullptr);
-      stbi_image_free(decoded);
+      fit_image(images[i - begin].data(), decoded.data(), h, w, comp, channels, out_h, out_w, pad_small, nullptr);
     }
     for (int64_t i = begin; i < stop && result.count < wanted; ++i) {
       const std::string relative = fs::relative(paths[i], folder, ec).generic_string();
@@ -378,10 +482,24 @@ PreparedImages prepare_idx(const std::string& path, int out_h, int out_w, int ch
                              std::to_string(h) + "×" + std::to_string(w) + "×" + std::to_string(src_channels) +
                              " (expected N×H×W grey or N×H×W×3)");
   }
+  // Sizes come from the header: bounded before any product or allocation uses them (2^28 bytes is a
+  // 16k×16k RGB image, far beyond any IDX set; 32-bit sizes could otherwise overflow h·w·c).
+  if (h > (int64_t{1} << 28) || w > (int64_t{1} << 28) || h * w * src_channels > (int64_t{1} << 28)) {
+    throw std::runtime_error("IDX file '" + path + "' claims " + std::to_string(h) + "×" + std::to_string(w) + "×" +
+                             std::to_string(src_channels) + " images: expected at most 2^28 bytes per image");
+  }
   const int64_t count = options.limit > 0 ? std::min(options.limit, n) : n;
   const size_t src_bytes = static_cast<size_t>(h * w * src_channels);
-  std::vector<uint8_t> source(static_cast<size_t>(count) * src_bytes);
-  reader.read(source.data(), source.size(), "image data");
+  // Read in pieces of at most 64 MiB, growing the buffer only by what arrived: a header that claims
+  // more images than the file holds ends in "truncated", not in an allocation of its claimed size.
+  std::vector<uint8_t> source;
+  const size_t total_bytes = static_cast<size_t>(count) * src_bytes;  // count < 2^32, src_bytes <= 2^28
+  for (size_t done = 0; done < total_bytes;) {
+    const size_t piece = std::min<size_t>(total_bytes - done, size_t{64} << 20);
+    source.resize(done + piece);
+    reader.read(source.data() + done, piece, "image data");
+    done += piece;
+  }
 
   // One background for the whole set: the most common value of the images' border pixels (per channel),
   // so every padded image gets the same canvas (0 for Fashion-MNIST).
@@ -528,6 +646,9 @@ ImageDataset load_image_dataset(const std::string& path) {
   if (dataset.count > std::numeric_limits<int32_t>::max())
     throw std::runtime_error("dataset '" + path + "' holds " + std::to_string(dataset.count) +
                              " samples; at most 2^31 - 1 are supported (rows are indexed by int32)");
+  if (dataset.sample_size() == 0) {
+    throw std::runtime_error("dataset '" + path + "' has an empty channel, height or width (expected N×C×H×W, all > 0)");
+  }
   dataset.file = std::move(file);
 
   const std::string sidecar = sidecar_path_for(path);

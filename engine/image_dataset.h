@@ -16,6 +16,10 @@ bool is_dcgan_size(int size);
 // Throws std::runtime_error "<flag> <value>: expected 4·2^k ..." when !is_dcgan_size(value).
 void check_dcgan_size(int value, const std::string& flag);
 
+// Largest image prepare-images decodes (2^28 pixels: 16k×16k, beyond any photo): a header claiming more
+// is refused before stb_image allocates for it (stb's own limit is 2^24 per side).
+constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
+
 struct PrepareImagesOptions {
   int64_t limit = 0;   // keep at most this many images (0: all)
   int pad_small = -1;  // -1: on for IDX input, off for folders; 0 off; 1 on (see prepare_images)
@@ -67,6 +71,12 @@ struct ImageDataset {
 ImageDataset load_image_dataset(const std::string& path);
 
 // ---- building blocks, exposed for tests --------------------------------------------------------
+
+// One image file's bytes decoded by stb_image (interleaved, *channels 1..4 as stored). Throws
+// std::runtime_error with the reason: a header claiming more than max_pixels (refused before stb
+// allocates), a JPEG Huffman table that would overflow Debian's stb, or stb's own reason.
+std::vector<uint8_t> decode_image(int* height, int* width, int* channels, const uint8_t* bytes, size_t size,
+                                  int64_t max_pixels = kMaxImagePixels);
 
 // One channel plane, in_h×in_w -> out_h×out_w, each axis on its own: area averaging (box filter with
 // fractional coverage) when that axis shrinks, bilinear (half-pixel centres, edge clamped) when it grows.

@@ -2,6 +2,7 @@
 // numpy/lib/format.py (magic "\x93NUMPY", version, header length, Python-literal dict, 64-byte aligned).
 #include "engine/npy.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <limits>
@@ -275,6 +276,8 @@ NpyHeader parse_npy_header(const uint8_t* bytes, size_t file_size, const std::st
         if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) {
           fail(path, "malformed shape in header: " + header);
         }
+        // At most 18 digits: stoll cannot overflow, and the product is checked below.
+        if (digits.size() > 18) fail(path, "dimension " + digits + " in header is absurdly large");
         result.shape.push_back(std::stoll(digits));
         if (!p.accept(',')) {
           p.expect(')');
@@ -295,10 +298,22 @@ NpyHeader parse_npy_header(const uint8_t* bytes, size_t file_size, const std::st
   }
 
   result.data_offset = header_start + header_len;
-  int64_t numel = 1;
-  for (int64_t d : result.shape) numel *= d;
-  const size_t expected = static_cast<size_t>(numel) * dtype_size(result.dtype);
   const size_t present = file_size - result.data_offset;
+  // The header's shape is checked against the bytes present before anything is sized by it, and
+  // multiplied without overflow (a lying header must give this message, not a wrapped product).
+  const bool empty = std::find(result.shape.begin(), result.shape.end(), int64_t{0}) != result.shape.end();
+  uint64_t expected = empty ? 0 : dtype_size(result.dtype);
+  for (int64_t d : result.shape) {
+    if (empty) break;
+    const uint64_t dim = static_cast<uint64_t>(d);
+    if (dim != 0 && expected > present / dim) {
+      std::string shape;
+      for (size_t i = 0; i < result.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(result.shape[i]);
+      fail(path, "truncated data: shape (" + shape + ") of " + dtype_name(result.dtype) + " needs more than the " +
+                     std::to_string(present) + " bytes the file has");
+    }
+    expected *= dim;
+  }
   if (present < expected) {
     fail(path, "truncated data: shape needs " + std::to_string(expected) + " bytes of " +
                    dtype_name(result.dtype) + ", file has " + std::to_string(present));
@@ -311,8 +326,9 @@ NpyHeader parse_npy_header(const uint8_t* bytes, size_t file_size, const std::st
   return result;
 }
 
-NpyArray read_npy(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+NpyArray read_npy(const std::string& path) { return decode_npy(read_file_bytes(path), path); }
+
+NpyArray decode_npy(const std::vector<uint8_t>& bytes, const std::string& path) {
   const NpyHeader header = parse_npy_header(bytes.data(), bytes.size(), path);
   NpyArray array;
   array.shape = header.shape;

@@ -39,6 +39,8 @@ struct NpyArray {
 // Throws std::runtime_error naming path and what was expected: missing file, bad magic, unsupported
 // version/dtype, fortran_order, truncated data.
 NpyArray read_npy(const std::string& path);
+// The same checks on bytes already in memory; name_for_errors stands for the path in messages.
+NpyArray decode_npy(const std::vector<uint8_t>& bytes, const std::string& name_for_errors);
 
 // What an .npy header says, checked against the file's size: data_bytes = numel · dtype_size follow
 // the header at data_offset, exactly (read_npy's and MappedNpy's one parser). bytes: the file's

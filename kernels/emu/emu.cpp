@@ -57,6 +57,25 @@ ds_emu_switch_stack:
 #define DS_EMU_ASM_SWITCH 0
 #endif
 
+// AddressSanitizer keeps its own idea of the current stack; a switch it is not told about makes it
+// see the fiber's frames as a wild stack (false reports, or a crash when it unpoisons "the" stack).
+// Every switch is therefore bracketed by __sanitizer_start_switch_fiber (the destination's bounds) and
+// __sanitizer_finish_switch_fiber (on arrival), as compiler-rt's common_interface_defs.h describes.
+#if defined(__SANITIZE_ADDRESS__)
+#define DS_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DS_EMU_ASAN 1
+#endif
+#endif
+#ifndef DS_EMU_ASAN
+#define DS_EMU_ASAN 0
+#endif
+#if DS_EMU_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace ds::emu {
 
 struct Context {
@@ -64,6 +83,12 @@ struct Context {
   void* sp = nullptr;
 #else
   ucontext_t uc;
+#endif
+#if DS_EMU_ASAN
+  // The stack this context runs on, for ASan: a fiber's is set when it is mapped, the scheduler's
+  // (the OS thread's own stack) is learnt from the first switch into a fiber.
+  const void* stack_bottom = nullptr;
+  std::size_t stack_size = 0;
 #endif
 };
 
@@ -174,11 +199,20 @@ struct Emulator {
     if (mprotect(m, guard, PROT_NONE) != 0) throw std::runtime_error("kernels/emu: cannot protect a fiber guard page");
     f->guard_end = f->map + guard;
     f->stack_top = f->map + guard + stack;
+#if DS_EMU_ASAN
+    f->ctx.stack_bottom = f->guard_end;
+    f->ctx.stack_size = stack;
+#endif
     fibers.push_back(std::move(f));
     return fibers.back().get();
   }
 
   void start_context(Fiber* f) {
+#if DS_EMU_ASAN
+    // A fiber restarted on its stack abandons the frames of its last run, whose redzones ASan still
+    // has poisoned: clear the whole stack, as a thread's would be on exit.
+    __asan_unpoison_memory_region(f->guard_end, static_cast<std::size_t>(f->stack_top - f->guard_end));
+#endif
 #if DS_EMU_ASM_SWITCH
     // The frame ds_emu_switch_stack pops: control words, r15..r12, rbx, rbp, return address; above it
     // a fake return address, so fiber_main starts with the stack alignment of a called function.
@@ -199,10 +233,20 @@ struct Emulator {
   }
 
   static void switch_context(Context& from, Context& to) {
+#if DS_EMU_ASAN
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(&fake_stack, to.stack_bottom, to.stack_size);
+#endif
 #if DS_EMU_ASM_SWITCH
     ds_emu_switch_stack(&from.sp, to.sp);
 #else
     swapcontext(&from.uc, &to.uc);
+#endif
+#if DS_EMU_ASAN
+    // Back on from's stack. Fibers only ever switch to the scheduler and it only to fibers, so whoever
+    // switched here is the context we last left for, `to`: its bounds are refreshed (for a fiber
+    // resuming, that is the scheduler's stack).
+    __sanitizer_finish_switch_fiber(fake_stack, &to.stack_bottom, &to.stack_size);
 #endif
   }
 
@@ -319,6 +363,11 @@ void Emulator::deadlock() {
 
 [[noreturn]] void fiber_main() {
   Emulator& e = *tls_emulator;
+#if DS_EMU_ASAN
+  // A fresh fiber arrives here, not after the switch in switch_context: finish that switch, learning
+  // the scheduler's stack (the fiber switches back to it).
+  __sanitizer_finish_switch_fiber(nullptr, &e.main_ctx.stack_bottom, &e.main_ctx.stack_size);
+#endif
   Fiber* const f = e.running;
   for (;;) {
     ThreadRec* t = f->thread;

@@ -440,7 +440,7 @@ TEST_CASE("unit audio decode failures on parallel threads each report their own 
     int wrong = 0;
     std::string first_wrong;  // shown when the check fails
   };
-  std::vector<Job> jobs = {{text, "Format not recognised"}, {missing, "No such file"}, {good, ""}};
+  std::vector<Job> jobs = {{text, "Format not recognised", 0, ""}, {missing, "No such file", 0, ""}, {good, "", 0, ""}};
   std::vector<std::thread> threads;
   for (Job& job : jobs)
     threads.emplace_back([&job] {

@@ -36,21 +36,21 @@ else
   # Why these settings (README, "The two commands"): 10 s slices at 128×512 cost a tiny model about a
   # second a step on two cores, too few steps for anything but hiss in minutes, and D wins by step 40.
   # 2.5 s slices at 64 mel bands × 64 frames (16× fewer pixels), cut every 1.25 s (twice the slices from
-  # the same music), let a 16-wide G train ~10× more steps; ndf 8 and a quarter of G's learning rate
-  # hold D back (G 4e-4, D 1e-4: with the recipe's equal 2e-4 D wins by step ~150, with G 2e-4 / D 1e-4
-  # by ~450, with these by ~730; not yet enough: see the README); the time budget ends training in
-  # time on a slower machine.
+  # the same music), let the model train ~10× more steps. G must be at least 32 wide: at ngf 16 it
+  # collapses to one z-independent pattern whatever D's width or the learning rates (PyTorch's example
+  # does the same on this data: bench/torch_dcgan_mel.py), at ngf 32 / ndf 16 with the recipe's rates
+  # it learns the bands, onsets and harmonics. The time budget ends training in time on a slower machine.
   data=data/sectoid-64x64.npy
   [ -f "$data" ] || "$bin" prepare-audio "$songs" --out "$data" --device cpu \
     --slice-seconds 2.5 --n-mels 64 --frames 64 --slice-hop 1.25
   minutes="${DARKSTAR_CPU_MINUTES:-7}"
-  echo "quickstart: no GPU: the CPU job: 2.5 s slices at 64 mel bands × 64 frames (hop 1.25 s), ngf 16, ndf 8,"
-  echo "            batch 32, lr 4e-4 for G and 1e-4 for D, 3000 steps or $minutes minutes of training, whichever"
-  echo "            comes first; on a GPU the same command trains the full model on 10 s slices"
-  run=$(fresh_run sectoid-cpu64)
+  echo "quickstart: no GPU: the CPU job: 2.5 s slices at 64 mel bands × 64 frames (hop 1.25 s), ngf 32, ndf 16,"
+  echo "            batch 32, the recipe's lr 2e-4, 3000 steps or $minutes minutes of training, whichever comes"
+  echo "            first; on a GPU the same command trains the full model on 10 s slices"
+  run=$(fresh_run sectoid-cpu64-g32)
   train_start=$(date +%s)
   "$bin" train --data "$data" --out "$run" --device cpu --steps 3000 --minutes "$minutes" --batch 32 \
-    --ngf 16 --ndf 8 --lr 4e-4 --lr-d 1e-4 --sample-every 500 --checkpoint-every 500 --log-every 20
+    --ngf 32 --ndf 16 --sample-every 500 --checkpoint-every 500 --log-every 20
   echo "quickstart: training took $(( $(date +%s) - train_start )) s"
   "$bin" listen --checkpoint "$run/last.safetensors" --n 8 --out "$run/gen" --device cpu
   "$bin" listen --checkpoint "$run/last.safetensors" --walk 30 --out "$run/gen/walk.wav" --device cpu

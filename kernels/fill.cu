@@ -25,8 +25,8 @@ cudaError_t check_kernel_image() {
   return cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(&fill_kernel));
 }
 
-#define DS_FILL_STRINGIFY_(x) #x
-#define DS_FILL_STRINGIFY(x) DS_FILL_STRINGIFY_(x)
+#define DS_FILL_STRINGIFY_(...) #__VA_ARGS__  // variadic: the list is comma-separated (750,800,...)
+#define DS_FILL_STRINGIFY(...) DS_FILL_STRINGIFY_(__VA_ARGS__)
 const char* compiled_architectures() {
 #if defined(__CUDA_ARCH_LIST__)
   return DS_FILL_STRINGIFY(__CUDA_ARCH_LIST__);

@@ -12,15 +12,58 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 namespace ds {
 namespace {
+
+// libsndfile clamps a WAV/RF64/W64/AIFF file whose chunks claim more bytes than the file holds, and
+// says so only in its log ("data : 132300 (should be 59956)", "riff : 64136 (should be 38481)"): its
+// frame count is then the clamped one. The frames the header announced (the clamped count plus the
+// missing bytes in frames: the data chunk's line where there is one, else the outer chunk's), or −1
+// when the log says nothing of the kind or the encoding has no fixed frame size. A length of 0 or
+// 0xFFFFFFFF is what streaming writers put when they cannot seek back: unknown, not a cut.
+int64_t announced_frames_from_log(SNDFILE* file, const SF_INFO& info, int64_t frames) {
+  int sample_bytes = 0;
+  switch (info.format & SF_FORMAT_SUBMASK) {
+    case SF_FORMAT_PCM_S8: case SF_FORMAT_PCM_U8: sample_bytes = 1; break;
+    case SF_FORMAT_PCM_16: sample_bytes = 2; break;
+    case SF_FORMAT_PCM_24: sample_bytes = 3; break;
+    case SF_FORMAT_PCM_32: case SF_FORMAT_FLOAT: sample_bytes = 4; break;
+    case SF_FORMAT_DOUBLE: sample_bytes = 8; break;
+    default: return -1;
+  }
+  const int64_t frame_bytes = static_cast<int64_t>(sample_bytes) * info.channels;
+  std::vector<char> log(16384, '\0');
+  sf_command(file, SFC_GET_LOG_INFO, log.data(), static_cast<int>(log.size()) - 1);
+  std::istringstream in(log.data());
+  std::string line;
+  int64_t outer_missing = -1;
+  while (std::getline(in, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    key.erase(0, key.find_first_not_of(' '));
+    key.erase(key.find_last_not_of(' ') + 1);
+    const bool data = key == "data" || key == "SSND";
+    const bool outer = key == "RIFF" || key == "riff" || key == "RF64" || key == "FORM";
+    if (!data && !outer) continue;
+    unsigned long long said = 0, real = 0;
+    if (std::sscanf(line.c_str() + colon + 1, " %llu (should be %llu)", &said, &real) != 2) continue;
+    if (said <= real || said == 0xFFFFFFFFull) continue;
+    const int64_t missing = static_cast<int64_t>((said - real) / static_cast<unsigned long long>(frame_bytes));
+    if (data) return frames + missing;
+    if (outer_missing < 0) outer_missing = missing;
+  }
+  return outer_missing >= 0 ? frames + outer_missing : -1;
+}
 
 std::runtime_error decode_error(const std::string& path, const std::string& reason) {
   return std::runtime_error("cannot decode audio file '" + path + "': " + reason);
@@ -355,6 +398,7 @@ AudioReader::AudioReader(const std::string& path) : impl_(std::make_unique<Impl>
     m.channels = info.channels;
     // libsndfile answers SF_COUNT_MAX when it cannot tell (e.g. an Ogg stream cut before its last page).
     m.header_frames = info.frames >= 0 && info.frames < SF_COUNT_MAX ? info.frames : -1;
+    if (m.header_frames >= 0) m.header_frames = std::max(m.header_frames, announced_frames_from_log(m.sndfile, info, m.header_frames));
   }
   m.check_format();
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -550,4 +551,32 @@ TEST_CASE("unit audio decode rms_db: full-scale sine, known levels, silence") {
   CHECK(rms_db(silence.data(), 0) == -std::numeric_limits<double>::infinity());
   // A --min-rms-db threshold compares as expected, silence included.
   CHECK(rms_db(silence.data(), 100) < -60.0);
+}
+
+TEST_CASE("unit audio decode a WAV, AIFF or W64 cut short keeps its head and is flagged partly decoded") {
+  // libsndfile clamps a data chunk longer than the file without an error: only its log says so, which
+  // is what makes a cut PCM file a "partly decoded" one rather than a silently short file.
+  const std::string dir = fresh_dir("audio_decode/cut_pcm");
+  const struct {
+    const char* name;
+    int format;
+  } cases[] = {{"cut.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16},
+               {"cut.aiff", SF_FORMAT_AIFF | SF_FORMAT_PCM_24},
+               {"cut.w64", SF_FORMAT_W64 | SF_FORMAT_FLOAT}};
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    const std::string path = dir + "/" + c.name;
+    REQUIRE(write_sine(path, c.format, 8000, 2, 440, 1.0, 0.5) == "");
+    const std::string whole = dir + "/whole_" + c.name;
+    std::filesystem::copy_file(path, whole, std::filesystem::copy_options::overwrite_existing);
+    CHECK_FALSE(ds::decode_audio(whole).is_truncated());
+    std::filesystem::resize_file(path, std::filesystem::file_size(path) * 6 / 10);
+    const ds::DecodedAudio cut = ds::decode_audio(path);
+    CHECK(cut.is_truncated());
+    CHECK(cut.frames > 4000);
+    CHECK(cut.frames < 5000);
+    // The announced length is scaled from the log's byte counts: within a frame of the 8000 written.
+    CHECK(std::llabs(cut.header_frames - 8000) <= 1);
+    CHECK(cut.end.missing_frames == cut.header_frames - cut.frames);
+  }
 }

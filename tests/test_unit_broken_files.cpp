@@ -161,11 +161,13 @@ TEST_CASE("unit broken files WAV and FLAC: refused naming the file, or decoded h
                         {"flac_garbage.flac", "cannot decode audio file"}};
   for (const Case& c : cases) check_refused(broken(c.file), c.expected, [](const std::string& p) { ds::decode_audio(p); });
   // A header announcing 1 s over 10 ms of samples: libsndfile clamps the data length to the file and
-  // decodes the 10 ms without saying so (header_frames is the clamped count too), so this is NOT
-  // reported as truncated; what is checked is that only the bytes present are read.
+  // says so only in its log; decode_audio reads that line, so the 10 ms present are kept and the file
+  // is flagged partly decoded with the rest of the announced second missing.
   const ds::DecodedAudio cut = ds::decode_audio(broken("wav_truncated.wav"));
   CHECK(cut.frames == 441);
-  CHECK(cut.header_frames == 441);
+  CHECK(cut.is_truncated());
+  CHECK(cut.header_frames == 44100);
+  CHECK(cut.end.missing_frames == cut.header_frames - 441);
 }
 
 TEST_CASE("unit broken files TensorBoard events: the tests' reader refuses a cut and a lying record") {

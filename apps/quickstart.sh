@@ -7,7 +7,7 @@
 #   DARKSTAR_CPU_MINUTES  the CPU job's training time budget (default 7)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash apps/setup.sh
+DARKSTAR_BUILD_TARGETS="${DARKSTAR_BUILD_TARGETS:-darkstar}" bash apps/setup.sh  # the CLI is all the job needs
 bin="${DARKSTAR_BUILD_DIR:-build}/darkstar"
 songs=/usr/share/games/fretsonfire/data/songs/sectoid
 mkdir -p data runs

@@ -4,6 +4,7 @@
 #   DARKSTAR_CUDA_ARCHS  CUDA architectures (default: the users' list below, passed on every
 #                        configure so a list cached by an earlier configure never lingers)
 #   DARKSTAR_BUILD_DIR   build folder (default: build)
+#   DARKSTAR_BUILD_TARGETS  targets to build (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +32,8 @@ build="${DARKSTAR_BUILD_DIR:-build}"
 archs="${DARKSTAR_CUDA_ARCHS:-75-real;80-real;86-real;89-real;90}"
 args=(-S . -B "$build" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=${archs}")
 cmake "${args[@]}" >/dev/null
-cmake --build "$build" -j"$(nproc)"
+# DARKSTAR_BUILD_TARGETS (e.g. "darkstar"): build only those; the quickstarts need just the CLI, and
+# the test suites are nearly half of a full build.
+targets=()
+for t in ${DARKSTAR_BUILD_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build" -j"$(nproc)" "${targets[@]}"

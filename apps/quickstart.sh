@@ -29,8 +29,8 @@ if "$bin" doctor --probe; then
   train_start=$(date +%s)
   "$bin" train --data "$data" --out "$run" --steps 3000 --batch 32 --sample-every 500 --checkpoint-every 500
   echo "quickstart: training took $(( $(date +%s) - train_start )) s"
-  "$bin" listen --checkpoint "$run/last.safetensors" --n 8 --out "$run/gen"
-  "$bin" listen --checkpoint "$run/last.safetensors" --walk 60 --out "$run/gen/walk.wav"
+  "$bin" listen --checkpoint "$run/last.safetensors" --n 8 --out "$run/gen" --normalize
+  "$bin" listen --checkpoint "$run/last.safetensors" --walk 60 --out "$run/gen/walk.wav" --normalize
   real_index=17
 else
   # Why these settings (README, "The two commands"): 10 s slices at 128×512 cost a tiny model about a
@@ -52,8 +52,10 @@ else
   "$bin" train --data "$data" --out "$run" --device cpu --steps 3000 --minutes "$minutes" --batch 32 \
     --ngf 32 --ndf 16 --sample-every 500 --checkpoint-every 500 --log-every 20
   echo "quickstart: training took $(( $(date +%s) - train_start )) s"
-  "$bin" listen --checkpoint "$run/last.safetensors" --n 8 --out "$run/gen" --device cpu
-  "$bin" listen --checkpoint "$run/last.safetensors" --walk 30 --out "$run/gen/walk.wav" --device cpu
+  # --normalize: a generated slice has no level of its own (listen gives it the data's median), and
+  # loud ones would clip at 16-bit full scale; each file is peak-normalised to -1 dBFS instead.
+  "$bin" listen --checkpoint "$run/last.safetensors" --n 8 --out "$run/gen" --device cpu --normalize
+  "$bin" listen --checkpoint "$run/last.safetensors" --walk 30 --out "$run/gen/walk.wav" --device cpu --normalize
   real_index=100
 fi
 "$bin" listen --data "$data" --index "$real_index" --out "$run/gen/real$real_index.wav" --device cpu

@@ -87,7 +87,7 @@ std::string synth_log(int steps, bool d_wins) {
 
 }  // namespace
 
-TEST_CASE("unit quality: real against real passes every bar; hiss, collapse, copies and a winning D fail theirs") {
+TEST_CASE("unit quality: real against real passes every bar - hiss, collapse, copies and a winning D fail theirs") {
   const MelParams p = tiny_layout();
   const int64_t H = p.image_height(), W = p.image_width(), size = H * W;
   constexpr int kTrain = 48, kGen = 16;

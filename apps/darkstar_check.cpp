@@ -18,7 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "engine/npy.h"
+#include "engine/formats/npy.h"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "engine/rng.h"
+#include "engine/core/rng.h"
 
 namespace ds {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "audio/cufft_check.h"
 #include "audio/griffin_lim.h"
-#include "engine/cuda_context.h"
+#include "engine/core/cuda_context.h"
 #include "kernels/griffin_lim.h"
 #include "kernels/spectral.h"
 

@@ -14,7 +14,7 @@
 
 #include "audio/mel_gpu.h"  // StftFftLayout (the R2C's advanced layout)
 #include "audio/mel_params.h"
-#include "engine/device_buffer.h"
+#include "engine/core/device_buffer.h"
 
 namespace ds {
 

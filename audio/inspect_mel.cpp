@@ -8,8 +8,8 @@
 #include <stdexcept>
 
 #include "audio/listen.h"
-#include "engine/atomic_file.h"
-#include "engine/png.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/formats/png.h"
 
 namespace ds {
 

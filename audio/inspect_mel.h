@@ -1,12 +1,12 @@
 // `darkstar inspect data` on a mel dataset (prepare-audio's float16 N×1×H×W + sidecar): the sources
 // (files, hours, slices per file), the level of every slice as a text histogram, near-silent slices,
 // exact duplicates, and a mosaic of evenly spaced slices in listen's magma colour map (lowest band at
-// the bottom). The parts that know nothing of sound are engine/inspect_data.h's.
+// the bottom). The parts that know nothing of sound are engine/inspect/inspect_data.h's.
 #pragma once
 #include <string>
 
 #include "audio/prepare_audio.h"
-#include "engine/inspect_data.h"
+#include "engine/inspect/inspect_data.h"
 
 namespace ds {
 

@@ -18,12 +18,12 @@
 #include "audio/mel_cpu.h"
 #include "audio/mel_inverse.h"
 #include "audio/prepare_audio.h"
-#include "engine/atomic_file.h"
-#include "engine/checkpoint.h"
-#include "engine/image_dataset.h"
-#include "engine/npy.h"
-#include "engine/png.h"
-#include "engine/rng.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/train/checkpoint.h"
+#include "engine/data/image_dataset.h"
+#include "engine/formats/npy.h"
+#include "engine/formats/png.h"
+#include "engine/core/rng.h"
 
 namespace fs = std::filesystem;
 

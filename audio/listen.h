@@ -15,7 +15,7 @@
 
 #include "audio/mel_params.h"
 #include "audio/prepare_audio.h"
-#include "engine/tensor.h"
+#include "engine/core/tensor.h"
 
 namespace ds {
 

@@ -11,7 +11,7 @@
 
 #include "audio/cufft_check.h"
 #include "audio/mel_cpu.h"
-#include "engine/cuda_context.h"
+#include "engine/core/cuda_context.h"
 #include "kernels/spectral.h"
 
 namespace ds {

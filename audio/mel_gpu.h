@@ -14,7 +14,7 @@
 #include <cufft.h>
 
 #include "audio/mel_params.h"
-#include "engine/device_buffer.h"
+#include "engine/core/device_buffer.h"
 
 namespace ds {
 

@@ -23,9 +23,9 @@
 #include "audio/mel_cpu.h"
 #include "audio/mel_gpu.h"
 #include "audio/slices.h"
-#include "engine/atomic_file.h"
-#include "engine/image_dataset.h"
-#include "engine/npy.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/data/image_dataset.h"
+#include "engine/formats/npy.h"
 
 namespace fs = std::filesystem;
 

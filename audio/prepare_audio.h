@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "audio/mel_params.h"
-#include "engine/tensor.h"
+#include "engine/core/tensor.h"
 
 namespace ds {
 

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audio/griffin_lim.h"
-#include "engine/image_dataset.h"
+#include "engine/data/image_dataset.h"
 
 namespace fs = std::filesystem;
 

@@ -15,8 +15,8 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/bench.h"
-#include "engine/atomic_file.h"
-#include "engine/cuda_context.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/core/cuda_context.h"
 
 using namespace ds;
 using namespace ds::bench;

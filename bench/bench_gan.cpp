@@ -1,4 +1,4 @@
-// The training-step benchmark: one D+G step of PyTorch's examples/dcgan (engine/trainer.h gan_step) timed
+// The training-step benchmark: one D+G step of PyTorch's examples/dcgan (engine/train/trainer.h gan_step) timed
 // after warm-up, its analytic FLOP count with every input of the formula, and a per-layer table of
 // forward / backward-data / backward-weight and the element-wise parts, each op timed alone on the
 // network's own buffers and multiplied by how often one step runs it.
@@ -6,16 +6,16 @@
 #include <stdexcept>
 
 #include "bench/bench.h"
-#include "engine/cuda_context.h"
-#include "engine/dcgan.h"
-#include "engine/rng.h"
-#include "engine/trainer.h"
+#include "engine/core/cuda_context.h"
+#include "engine/nn/dcgan.h"
+#include "engine/core/rng.h"
+#include "engine/train/trainer.h"
 
 namespace ds::bench {
 
 namespace {
 
-constexpr double kBnMomentum = 0.1, kBnEps = 1e-5;  // as engine/dcgan.cpp
+constexpr double kBnMomentum = 0.1, kBnEps = 1e-5;  // as engine/nn/dcgan.cpp
 constexpr float kLeakySlope = 0.2f;
 
 std::vector<float> normal_values(int64_t n, uint32_t stream) {

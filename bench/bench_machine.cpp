@@ -11,8 +11,8 @@
 #include <string>
 
 #include "bench/bench.h"
-#include "engine/cuda_context.h"
-#include "engine/device_buffer.h"
+#include "engine/core/cuda_context.h"
+#include "engine/core/device_buffer.h"
 
 namespace ds::bench {
 

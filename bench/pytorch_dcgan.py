@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The same training-step benchmark as darkstar-bench, in PyTorch: the configurations dcgan64, mel128 and
-mel128x512 built exactly as engine/dcgan.cpp builds them (PyTorch's examples/dcgan generalised to H×W:
+mel128x512 built exactly as engine/nn/dcgan.cpp builds them (PyTorch's examples/dcgan generalised to H×W:
 G starts from the 4·2^-k map with a kernel of that size, D ends with a kernel of the remaining map),
 N(0, 0.02) conv init, BN gamma N(1, 0.02) and beta 0, BCE with logits, Adam(2e-4, (0.5, 0.999)), one
 step = D on real (label 1) and on G(z).detach() (label 0), Adam on D, G against the updated D (label 1),

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# PyTorch oracle for darkstar training on a float16 mel .npy: examples/dcgan generalised exactly as engine/dcgan.cpp
+# PyTorch oracle for darkstar training on a float16 mel .npy: examples/dcgan generalised exactly as engine/nn/dcgan.cpp
 # (L = log2(H/4) stride-2 layers, G starts at ngf*2^(L-1), D ends at ndf*2^(L-1) in a logit + BCEWithLogitsLoss),
 # init N(0, 0.02) / BN gamma N(1, 0.02), Adam(beta1, 0.999), the examples' D-then-G step. Prints Loss_D, Loss_G,
 # D(x), D(G(z)) and quality figures (row-mean error vs data, pairwise diversity), writes sample grids as PGM/PNG.

@@ -1,5 +1,5 @@
 // Activation kernels (ReLU, LeakyReLU, Tanh; float32): one thread per element, the same expressions as
-// engine/cpu/activations.h, so emulated results equal the reference bit for bit (tanhf on a GPU may
+// engine/nn/cpu/activations.h, so emulated results equal the reference bit for bit (tanhf on a GPU may
 // differ by an ulp or two from glibc's).
 #include "kernels/activations.h"
 

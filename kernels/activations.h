@@ -1,5 +1,5 @@
 // Launchers of activations.cu (ReLU, LeakyReLU, Tanh on float32), declared for both builds: ds::kcuda
-// (GPU) and ds::kemu (emulated on the CPU). Same meaning as the CPU reference in engine/cpu/activations.h.
+// (GPU) and ds::kemu (emulated on the CPU). Same meaning as the CPU reference in engine/nn/cpu/activations.h.
 // Shapes: x, y, dy, dx are n contiguous floats. Forward may run in place (y == x); backward reads the
 // forward OUTPUT y; dx is WRITTEN and may alias dy.
 #pragma once

@@ -1,6 +1,6 @@
 // Adam kernels: one launch updates a whole network's parameters (one contiguous buffer), with the step
 // number read from device memory. Same formula, order of operations and roundings as
-// engine/cpu/adam.h (PyTorch's _single_tensor_adam), so the emulated kernel equals the reference bit
+// engine/nn/cpu/adam.h (PyTorch's _single_tensor_adam), so the emulated kernel equals the reference bit
 // for bit; on a GPU nvcc may fuse a multiply-add, a float ulp.
 //
 // The bias corrections 1 − β^step need pow in double (as Python computes them); thread 0 of each block

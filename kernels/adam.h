@@ -1,5 +1,5 @@
 // Launchers of adam.cu (torch.optim.Adam over one contiguous float buffer), declared for both builds:
-// ds::kcuda (GPU) and ds::kemu (emulated on the CPU). Same meaning as engine/cpu/adam.h.
+// ds::kcuda (GPU) and ds::kemu (emulated on the CPU). Same meaning as engine/nn/cpu/adam.h.
 // Shapes: params, m, v, grads n floats; step one int in device memory.
 //
 // The step number lives in device memory so a captured CUDA graph replays correctly: advance_step

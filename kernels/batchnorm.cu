@@ -1,5 +1,5 @@
 // BatchNorm2d kernels (NCHW float32): training forward with running-statistics update, eval forward,
-// training-mode backward. Same meaning and the same double-precision sums as engine/cpu/batchnorm.h.
+// training-mode backward. Same meaning and the same double-precision sums as engine/nn/cpu/batchnorm.h.
 //
 // One block per channel reduces that channel's N·HW values (warp shuffles, then one shared slot per
 // warp), so every sum has a fixed order: results are deterministic run to run, and no float atomics
@@ -115,7 +115,7 @@ __global__ void batchnorm_forward_eval_kernel(float* y, const float* x, const fl
 }
 
 // grid: C blocks (one per channel), block: kBatchNormThreads.
-// dx = γ·s·(dy − mean(dy) − x̂·mean(dy·x̂)); the derivation is in engine/cpu/batchnorm.h.
+// dx = γ·s·(dy − mean(dy) − x̂·mean(dy·x̂)); the derivation is in engine/nn/cpu/batchnorm.h.
 __global__ void batchnorm_backward_kernel(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                                           const float* gamma, const float* saved_mean, const float* saved_invstd,
                                           int64_t N, int64_t C, int64_t HW) {

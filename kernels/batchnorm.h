@@ -1,5 +1,5 @@
 // Launchers of batchnorm.cu (BatchNorm2d, NCHW float32), declared for both builds: ds::kcuda (GPU) and
-// ds::kemu (emulated on the CPU). Same meaning as the CPU reference in engine/cpu/batchnorm.h.
+// ds::kemu (emulated on the CPU). Same meaning as the CPU reference in engine/nn/cpu/batchnorm.h.
 // Shapes: x, y, dy, dx N×C×HW (HW = H·W); gamma, beta, running_*, saved_*, dgamma, dbeta C.
 #pragma once
 #include <cstdint>

@@ -1,6 +1,6 @@
 // Image kernels: gather a batch of dataset images by index while mapping bytes to [−1, 1], and map
 // generated values back to bytes. One thread per output element; the expressions are those of
-// engine/cpu/image.h, so results equal the reference exactly (both are correctly rounded float ops).
+// engine/nn/cpu/image.h, so results equal the reference exactly (both are correctly rounded float ops).
 #include "kernels/image.h"
 
 #include "kernels/kernel_common.h"

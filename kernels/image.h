@@ -1,5 +1,5 @@
 // Launchers of image.cu (dataset bytes ↔ [−1, 1] floats), declared for both builds: ds::kcuda (GPU) and
-// ds::kemu (emulated on the CPU). Same meaning as engine/cpu/image.h.
+// ds::kemu (emulated on the CPU). Same meaning as engine/nn/cpu/image.h.
 // Shapes: images count×image_size bytes (one image per row, image_size = C·H·W); indices n_images
 // int32 (device memory); out n_images×image_size floats; float_to_u8: in, out n values.
 //

@@ -1,5 +1,5 @@
 // Loss kernels: mean BCE-with-logits (forward, mean probability and backward in one launch) and the
-// finite check. Same meaning and element expressions as engine/cpu/loss.h.
+// finite check. Same meaning and element expressions as engine/nn/cpu/loss.h.
 //
 // BCE runs as ONE block: n is D's batch (tens to hundreds of logits), far too little to fill a GPU, and
 // a single block gives a fixed summation order (deterministic run to run, no float atomics) and needs no

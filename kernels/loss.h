@@ -1,5 +1,5 @@
 // Launchers of loss.cu (mean BCE-with-logits against one target, the finite check), declared for both
-// builds: ds::kcuda (GPU) and ds::kemu (emulated on the CPU). Same meaning as engine/cpu/loss.h.
+// builds: ds::kcuda (GPU) and ds::kemu (emulated on the CPU). Same meaning as engine/nn/cpu/loss.h.
 // Shapes: logits, dlogits n floats; loss, mean_probability one float each; flag one int; x n floats.
 // Nothing here synchronises with the host: results stay in device memory, so a training step that
 // calls them can be captured in a CUDA graph.

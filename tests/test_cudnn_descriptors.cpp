@@ -1,6 +1,6 @@
 // cuDNN's descriptor and shape functions (no GPU needed) against the CPU shape helper: for every
 // layer of the DCGAN generator and discriminator at 32×32, 64×64 and 128×512, the descriptors that
-// engine/cudnn_conv.cpp builds hold the shapes the CPU reference computes, ConvTranspose2d included.
+// engine/nn/cudnn_conv.cpp builds hold the shapes the CPU reference computes, ConvTranspose2d included.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/conv_shape.h"
-#include "engine/cudnn_conv.h"
+#include "engine/nn/conv_shape.h"
+#include "engine/nn/cudnn_conv.h"
 
 namespace {
 

@@ -22,12 +22,12 @@
 #include "audio/mel_cpu.h"
 #include "audio/prepare_audio.h"
 #include "audio/slices.h"
-#include "engine/atomic_file.h"
-#include "engine/checkpoint.h"
-#include "engine/image_dataset.h"
-#include "engine/npy.h"
-#include "engine/safetensors.h"
-#include "engine/trainer.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/train/checkpoint.h"
+#include "engine/data/image_dataset.h"
+#include "engine/formats/npy.h"
+#include "engine/formats/safetensors.h"
+#include "engine/train/trainer.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

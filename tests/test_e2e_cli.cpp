@@ -24,10 +24,10 @@
 #include "audio/listen.h"
 #include "audio/mel_params.h"
 #include "audio/prepare_audio.h"
-#include "engine/npy.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
-#include "engine/trainer.h"
+#include "engine/formats/npy.h"
+#include "engine/core/rng.h"
+#include "engine/formats/safetensors.h"
+#include "engine/train/trainer.h"
 #include "tests/test_util.h"
 
 extern char** environ;

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/safetensors.h"
-#include "engine/trainer.h"
+#include "engine/formats/safetensors.h"
+#include "engine/train/trainer.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

@@ -14,11 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/checkpoint.h"
-#include "engine/npy.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
-#include "engine/trainer.h"
+#include "engine/train/checkpoint.h"
+#include "engine/formats/npy.h"
+#include "engine/core/rng.h"
+#include "engine/formats/safetensors.h"
+#include "engine/train/trainer.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// The streamed dataset path of CUDA training (engine/batch_stream.h), emulated: host staging from the
+// The streamed dataset path of CUDA training (engine/data/batch_stream.h), emulated: host staging from the
 // memory map, the copy into one of two device slots, the gather through the slot cursor, against the
 // resident path's device double buffer of orders, bit for bit, for uint8 and float16 datasets, across
 // epochs and a resume. Plus the --device-data choice and the memory-mapped CPU batch gather.
@@ -10,11 +10,11 @@
 #include <random>
 #include <vector>
 
-#include "engine/batch_stream.h"
-#include "engine/cpu/image.h"
-#include "engine/image_dataset.h"
-#include "engine/npy.h"
-#include "engine/trainer.h"
+#include "engine/data/batch_stream.h"
+#include "engine/nn/cpu/image.h"
+#include "engine/data/image_dataset.h"
+#include "engine/formats/npy.h"
+#include "engine/train/trainer.h"
 #include "kernels/image.h"
 #include "tests/test_util.h"
 

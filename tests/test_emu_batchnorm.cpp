@@ -1,5 +1,5 @@
 // Emulated BatchNorm2d kernels (kernels/batchnorm.cu run by kernels/emu) against the CPU reference
-// (engine/cpu/batchnorm.h) on awkward sizes, with every output poisoned with NaN first.
+// (engine/nn/cpu/batchnorm.h) on awkward sizes, with every output poisoned with NaN first.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "engine/cpu/batchnorm.h"
+#include "engine/nn/cpu/batchnorm.h"
 #include "kernels/batchnorm.h"
 #include "tests/test_util.h"
 

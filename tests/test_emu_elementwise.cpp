@@ -1,5 +1,5 @@
 // Emulated element-wise kernels (kernels/activations.cu, loss.cu, adam.cu, image.cu run by kernels/emu)
-// against the CPU references (engine/cpu/activations.h, loss.h, adam.h, image.h) on awkward sizes, with
+// against the CPU references (engine/nn/cpu/activations.h, loss.h, adam.h, image.h) on awkward sizes, with
 // every output poisoned first so unwritten elements are caught.
 //
 // Tolerances: the emulated kernels are compiled by the same host compiler as the references, evaluate
@@ -17,10 +17,10 @@
 #include <stdexcept>
 #include <vector>
 
-#include "engine/cpu/activations.h"
-#include "engine/cpu/adam.h"
-#include "engine/cpu/image.h"
-#include "engine/cpu/loss.h"
+#include "engine/nn/cpu/activations.h"
+#include "engine/nn/cpu/adam.h"
+#include "engine/nn/cpu/image.h"
+#include "engine/nn/cpu/loss.h"
 #include "kernels/activations.h"
 #include "kernels/adam.h"
 #include "kernels/image.h"

@@ -27,7 +27,7 @@
 #include "audio/griffin_lim.h"
 #include "audio/griffin_lim_gpu.h"
 #include "audio/mel_params.h"
-#include "engine/rng.h"
+#include "engine/core/rng.h"
 #include "kernels/griffin_lim.h"
 #include "kernels/spectral.h"
 #include "tests/test_util.h"

@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine/cpu/image.h"
-#include "engine/rng.h"
-#include "engine/trainer.h"
+#include "engine/nn/cpu/image.h"
+#include "engine/core/rng.h"
+#include "engine/train/trainer.h"
 #include "kernels/image.h"
 #include "kernels/rng.h"
 #include "tests/test_util.h"

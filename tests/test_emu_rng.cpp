@@ -1,4 +1,4 @@
-// Emulated Philox fills (kernels/rng.cu run by kernels/emu) against the host generator (engine/rng.h)
+// Emulated Philox fills (kernels/rng.cu run by kernels/emu) against the host generator (engine/core/rng.h)
 // on awkward sizes and offsets, with the output (and a tail past n) poisoned first.
 // Both sides are compiled by the same host compiler and call the same glibc logf/sinf/cosf, so the
 // normals must match bit for bit here; only the real device may differ by a few ulp (tests/gpu).
@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/rng.h"
+#include "engine/core/rng.h"
 #include "kernels/rng.h"
 
 namespace {

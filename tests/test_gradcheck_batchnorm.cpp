@@ -1,4 +1,4 @@
-// Gradient checks of the BatchNorm2d CPU reference (engine/cpu/batchnorm.h) against central finite
+// Gradient checks of the BatchNorm2d CPU reference (engine/nn/cpu/batchnorm.h) against central finite
 // differences in double, plus its accumulation contract and PyTorch's running-statistics update.
 #include <doctest/doctest.h>
 
@@ -11,7 +11,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "engine/cpu/batchnorm.h"
+#include "engine/nn/cpu/batchnorm.h"
 #include "tests/test_util.h"
 
 namespace {

@@ -1,4 +1,4 @@
-// Gradient checks of the Conv2d / ConvTranspose2d CPU reference (engine/cpu/conv.h) against central
+// Gradient checks of the Conv2d / ConvTranspose2d CPU reference (engine/nn/cpu/conv.h) against central
 // finite differences in double on odd shapes, their write/accumulate contract, known answers that pin
 // PyTorch's semantics (cross-correlation, scatter for the transposed conv), and the identity the cuDNN
 // mapping relies on: ConvTranspose2d forward = the matching Conv2d's backward-data.
@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/conv_shape.h"
-#include "engine/cpu/conv.h"
+#include "engine/nn/conv_shape.h"
+#include "engine/nn/cpu/conv.h"
 #include "tests/test_util.h"
 
 namespace {

@@ -9,9 +9,9 @@
 #include <functional>
 #include <vector>
 
-#include "engine/dcgan.h"
-#include "engine/ops.h"
-#include "engine/rng.h"
+#include "engine/nn/dcgan.h"
+#include "engine/nn/ops.h"
+#include "engine/core/rng.h"
 
 using namespace ds;
 

@@ -1,6 +1,6 @@
-// Gradient checks of the element-wise CPU references (engine/cpu/activations.h, engine/cpu/loss.h)
+// Gradient checks of the element-wise CPU references (engine/nn/cpu/activations.h, engine/nn/cpu/loss.h)
 // against central finite differences in double, plus unit checks of their forward values, of Adam
-// (engine/cpu/adam.h) and of the image byte mapping (engine/cpu/image.h).
+// (engine/nn/cpu/adam.h) and of the image byte mapping (engine/nn/cpu/image.h).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,10 +12,10 @@
 #include <stdexcept>
 #include <vector>
 
-#include "engine/cpu/activations.h"
-#include "engine/cpu/adam.h"
-#include "engine/cpu/image.h"
-#include "engine/cpu/loss.h"
+#include "engine/nn/cpu/activations.h"
+#include "engine/nn/cpu/adam.h"
+#include "engine/nn/cpu/image.h"
+#include "engine/nn/cpu/loss.h"
 #include "tests/test_util.h"
 
 namespace {

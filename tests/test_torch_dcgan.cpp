@@ -21,12 +21,12 @@
 #include <utility>
 #include <vector>
 
-#include "engine/checkpoint.h"
-#include "engine/dcgan.h"
-#include "engine/ops.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "engine/trainer.h"
+#include "engine/train/checkpoint.h"
+#include "engine/nn/dcgan.h"
+#include "engine/nn/ops.h"
+#include "engine/formats/safetensors.h"
+#include "engine/core/tensor.h"
+#include "engine/train/trainer.h"
 
 namespace {
 

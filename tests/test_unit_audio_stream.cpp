@@ -24,8 +24,8 @@
 #include "audio/mel_cpu.h"
 #include "audio/prepare_audio.h"
 #include "audio/slices.h"
-#include "engine/atomic_file.h"
-#include "engine/npy.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/formats/npy.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

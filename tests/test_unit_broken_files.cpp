@@ -12,11 +12,11 @@
 
 #include "audio/decode.h"
 #include "audio/prepare_audio.h"
-#include "engine/atomic_file.h"
-#include "engine/image_dataset.h"
-#include "engine/npy.h"
-#include "engine/safetensors.h"
-#include "engine/png.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/data/image_dataset.h"
+#include "engine/formats/npy.h"
+#include "engine/formats/safetensors.h"
+#include "engine/formats/png.h"
 #include "tests/test_util.h"
 #include "tests/tfrecord_reader.h"
 

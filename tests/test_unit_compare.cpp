@@ -1,4 +1,4 @@
-// The shared comparison rules of engine/compare.h (used by `darkstar doctor` and the gpu suite): a
+// The shared comparison rules of engine/core/compare.h (used by `darkstar doctor` and the gpu suite): a
 // poisoned or accumulated output fails, and Adam weights are judged by their gradients' difference.
 #include <doctest/doctest.h>
 
@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-#include "engine/compare.h"
+#include "engine/core/compare.h"
 
 TEST_CASE("unit compare: max_normalised_error fails poisoned, accumulated and mis-sized results") {
   const std::vector<float> want{1.f, -2.f, 4.f};

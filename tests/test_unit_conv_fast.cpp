@@ -1,5 +1,5 @@
-// The fast CPU convolution (engine/conv_cpu_fast.h: im2col + OpenBLAS, float) against the reference
-// (engine/cpu/conv.h) run in double on the same float inputs: all six ops, odd shapes, several ways of
+// The fast CPU convolution (engine/nn/conv_cpu_fast.h: im2col + OpenBLAS, float) against the reference
+// (engine/nn/cpu/conv.h) run in double on the same float inputs: all six ops, odd shapes, several ways of
 // cutting the batch into chunks, and DCGAN-sized layers.
 #include <doctest/doctest.h>
 
@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/conv_cpu_fast.h"
-#include "engine/conv_shape.h"
-#include "engine/cpu/conv.h"
+#include "engine/nn/conv_cpu_fast.h"
+#include "engine/nn/conv_shape.h"
+#include "engine/nn/cpu/conv.h"
 #include "tests/test_util.h"
 
 namespace {

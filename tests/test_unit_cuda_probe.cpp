@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "engine/cuda_context.h"
+#include "engine/core/cuda_context.h"
 
 TEST_CASE("unit cuda probe: the missing-kernel-image reason is one line naming device, capability, build and error") {
   const std::string old_gpu = ds::missing_kernel_image_reason("Tesla V100-SXM2-16GB", 7, 0, "750,800,860,890,900",

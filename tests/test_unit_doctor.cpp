@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/doctor.h"
+#include "apps/doctor.h"
 
 namespace {
 

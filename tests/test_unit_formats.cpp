@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/atomic_file.h"
-#include "engine/image_dataset.h"
-#include "engine/npy.h"
-#include "engine/png.h"
-#include "engine/safetensors.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/data/image_dataset.h"
+#include "engine/formats/npy.h"
+#include "engine/formats/png.h"
+#include "engine/formats/safetensors.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

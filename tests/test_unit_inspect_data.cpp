@@ -24,10 +24,10 @@
 #include "audio/inspect_mel.h"
 #include "audio/listen.h"
 #include "audio/prepare_audio.h"
-#include "engine/atomic_file.h"
-#include "engine/image_dataset.h"
-#include "engine/inspect_data.h"
-#include "engine/npy.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/data/image_dataset.h"
+#include "engine/inspect/inspect_data.h"
+#include "engine/formats/npy.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

@@ -27,7 +27,7 @@
 
 #include "audio/mel_cpu.h"
 #include "audio/mel_params.h"
-#include "engine/safetensors.h"
+#include "engine/formats/safetensors.h"
 
 using namespace ds;
 

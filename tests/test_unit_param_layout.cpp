@@ -1,4 +1,4 @@
-// The flat parameter layout (engine/dcgan.h): every parameter view at a multiple of 16 floats, the
+// The flat parameter layout (engine/nn/dcgan.h): every parameter view at a multiple of 16 floats, the
 // padding between views zero in params, grads and Adam's moments through training steps, and the
 // packed (checkpoint) layout a lossless round trip.
 #include <doctest/doctest.h>
@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/dcgan.h"
-#include "engine/rng.h"
-#include "engine/trainer.h"
+#include "engine/nn/dcgan.h"
+#include "engine/core/rng.h"
+#include "engine/train/trainer.h"
 
 using namespace ds;
 

@@ -1,5 +1,5 @@
 // Philox4x32-10 (kernels/philox.h) against Random123's published known answers, and ds::Philox
-// (engine/rng.h): determinism, exact resume from a saved state, moments, unbiased integers and
+// (engine/core/rng.h): determinism, exact resume from a saved state, moments, unbiased integers and
 // permutations.
 #include <doctest/doctest.h>
 
@@ -10,7 +10,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "engine/rng.h"
+#include "engine/core/rng.h"
 #include "kernels/philox.h"
 
 namespace {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/tensorboard.h"
+#include "engine/formats/tensorboard.h"
 #include "tests/test_util.h"
 #include "tests/tfrecord_reader.h"
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/compare.h"
-#include "engine/cuda_context.h"
-#include "engine/device_buffer.h"
+#include "engine/core/compare.h"
+#include "engine/core/cuda_context.h"
+#include "engine/core/device_buffer.h"
 
 namespace ds::test {
 
@@ -61,7 +61,7 @@ inline size_t count_mismatches(const std::vector<float>& got, const std::vector<
 
 // max|a−b| / max(floor, max|b|); NaN anywhere (an unwritten poisoned element) counts as infinite
 // error. floor = 1 judges small outputs absolutely. The measure `darkstar doctor` uses too
-// (engine/compare.h), with the sizes REQUIREd equal here.
+// (engine/core/compare.h), with the sizes REQUIREd equal here.
 inline double normalised_error(const std::vector<float>& got, const std::vector<float>& want, double floor) {
   REQUIRE(got.size() == want.size());
   return ds::max_normalised_error(got, want, floor);

@@ -1,5 +1,5 @@
 // The tests' own TFRecord + protobuf wire-format reader (its own bitwise CRC32C and varint decoder,
-// sharing nothing with engine/tensorboard.cpp): used by the TensorBoard unit tests to read written
+// sharing nothing with engine/formats/tensorboard.cpp): used by the TensorBoard unit tests to read written
 // files back, and fuzzed by tests/fuzz/fuzz_tfrecord.cpp. Throws std::runtime_error on bad input.
 #pragma once
 #include <cstdint>

@@ -1,5 +1,5 @@
 // libFuzzer: images through stb_image (compiled with the sanitizers in stb_impl.cpp, from Debian's libstb-dev
-// header, the same code the engine links) and engine/image_dataset.cpp's fit_image into 8×8 RGB and
+// header, the same code the engine links) and engine/data/image_dataset.cpp's fit_image into 8×8 RGB and
 // grey, padded and cropped, as prepare-images does with every file (decode_image: the engine's checks,
 // then stb).
 #include <stdexcept>
@@ -7,7 +7,7 @@
 #include <vector>
 
 
-#include "engine/image_dataset.h"
+#include "engine/data/image_dataset.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int w = 0, h = 0, comp = 0;

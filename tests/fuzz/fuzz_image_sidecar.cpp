@@ -1,11 +1,11 @@
-// libFuzzer: load_image_dataset (engine/image_dataset.cpp) with a valid 2×1×4×4 uint8 .npy and the
+// libFuzzer: load_image_dataset (engine/data/image_dataset.cpp) with a valid 2×1×4×4 uint8 .npy and the
 // fuzzed bytes as its .json sidecar; std::runtime_error is the only accepted failure.
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
 
-#include "engine/image_dataset.h"
-#include "engine/npy.h"
+#include "engine/data/image_dataset.h"
+#include "engine/formats/npy.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,10 +1,10 @@
-// libFuzzer: engine/npy.cpp's reader on arbitrary bytes. Errors must be std::runtime_error; anything
+// libFuzzer: engine/formats/npy.cpp's reader on arbitrary bytes. Errors must be std::runtime_error; anything
 // else (a crash, another exception, a sanitizer report, a huge allocation) is a finding.
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
 
-#include "engine/npy.h"
+#include "engine/formats/npy.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -1,10 +1,10 @@
-// libFuzzer: engine/safetensors.cpp's reader on arbitrary bytes (std::runtime_error is the only
+// libFuzzer: engine/formats/safetensors.cpp's reader on arbitrary bytes (std::runtime_error is the only
 // accepted failure).
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
 
-#include "engine/safetensors.h"
+#include "engine/formats/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -6,7 +6,7 @@
 
 #include <cstdio>
 
-#include "engine/cuda_context.h"
+#include "engine/core/cuda_context.h"
 
 int main(int argc, char** argv) {
   const ds::CudaProbe& probe = ds::probe_cuda();

@@ -1,5 +1,5 @@
 // BatchNorm2d CUDA kernels (ds::kcuda, kernels/batchnorm.cu) on the GPU against the CPU reference
-// (engine/cpu/batchnorm.h) on awkward sizes, with every output poisoned with NaN first.
+// (engine/nn/cpu/batchnorm.h) on awkward sizes, with every output poisoned with NaN first.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,9 +10,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "engine/cpu/batchnorm.h"
-#include "engine/cuda_context.h"
-#include "engine/device_buffer.h"
+#include "engine/nn/cpu/batchnorm.h"
+#include "engine/core/cuda_context.h"
+#include "engine/core/device_buffer.h"
 #include "kernels/batchnorm.h"
 #include "tests/test_util.h"
 

@@ -1,4 +1,4 @@
-// cuDNN Conv2d / ConvTranspose2d (engine/cudnn_conv.h) against the CPU reference run in double: all six
+// cuDNN Conv2d / ConvTranspose2d (engine/nn/cudnn_conv.h) against the CPU reference run in double: all six
 // paths, dx written over poisoned memory, dw accumulated onto a prior value. Runs only on a GPU, in exact
 // (FMA-only) math, which gpu_main.cpp sets before any test.
 #include <doctest/doctest.h>
@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/conv_shape.h"
-#include "engine/cpu/conv.h"
-#include "engine/cuda_context.h"
-#include "engine/cudnn_conv.h"
-#include "engine/device_buffer.h"
+#include "engine/nn/conv_shape.h"
+#include "engine/nn/cpu/conv.h"
+#include "engine/core/cuda_context.h"
+#include "engine/nn/cudnn_conv.h"
+#include "engine/core/device_buffer.h"
 #include "tests/test_util.h"
 
 namespace {

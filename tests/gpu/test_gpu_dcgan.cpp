@@ -5,12 +5,12 @@
 
 #include <vector>
 
-#include "engine/compare.h"
-#include "engine/cuda_context.h"
-#include "engine/dcgan.h"
-#include "engine/ops.h"
-#include "engine/rng.h"
-#include "engine/trainer.h"
+#include "engine/core/compare.h"
+#include "engine/core/cuda_context.h"
+#include "engine/nn/dcgan.h"
+#include "engine/nn/ops.h"
+#include "engine/core/rng.h"
+#include "engine/train/trainer.h"
 #include "tests/test_util.h"
 
 using namespace ds;
@@ -78,7 +78,7 @@ TEST_CASE("gpu dcgan: three CUDA training steps equal the CPU's (exact math)") {
       // The gradients Adam was given: the same bound as the losses (float sums in another order).
       CHECK(normalised_error(grad_g[net], grad_c[net], 0.0) < 1e-4);
       // Weights after the step, each element within what its own gradient difference explains
-      // (engine/compare.h: 0.05·lr where the gradients agree, up to 2.5·lr where a near-zero gradient's
+      // (engine/core/compare.h: 0.05·lr where the gradients agree, up to 2.5·lr where a near-zero gradient's
       // sign differs); such sign flips must stay rare, or the gradients are simply wrong.
       const AdamWeightComparison w =
           compare_weights_after_adam(gpu.params().to_host(), cpu.params().to_host(), grad_g[net], grad_c[net], adam.lr);

@@ -4,8 +4,8 @@
 
 #include <cstdio>
 
-#include "engine/cuda_context.h"
-#include "engine/doctor.h"
+#include "engine/core/cuda_context.h"
+#include "apps/doctor.h"
 
 TEST_CASE("gpu doctor: every CUDA check passes in exact and in default (TF32) math") {
   REQUIRE(ds::CudaContext::get().exact_math());

@@ -1,5 +1,5 @@
 // Element-wise CUDA kernels (ds::kcuda: kernels/activations.cu, loss.cu, adam.cu, image.cu) on the GPU
-// against the CPU references (engine/cpu/activations.h, loss.h, adam.h, image.h) on awkward sizes, with
+// against the CPU references (engine/nn/cpu/activations.h, loss.h, adam.h, image.h) on awkward sizes, with
 // every output poisoned first so unwritten elements are caught.
 //
 // Tolerances differ from the emulated tests (which are bit-exact) only where the GPU may round
@@ -17,12 +17,12 @@
 #include <random>
 #include <vector>
 
-#include "engine/cpu/activations.h"
-#include "engine/cpu/adam.h"
-#include "engine/cpu/image.h"
-#include "engine/cpu/loss.h"
-#include "engine/cuda_context.h"
-#include "engine/device_buffer.h"
+#include "engine/nn/cpu/activations.h"
+#include "engine/nn/cpu/adam.h"
+#include "engine/nn/cpu/image.h"
+#include "engine/nn/cpu/loss.h"
+#include "engine/core/cuda_context.h"
+#include "engine/core/device_buffer.h"
 #include "kernels/activations.h"
 #include "kernels/adam.h"
 #include "kernels/fill.h"

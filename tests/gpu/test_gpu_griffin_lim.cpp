@@ -26,9 +26,9 @@
 #include "audio/griffin_lim.h"
 #include "audio/griffin_lim_gpu.h"
 #include "audio/mel_params.h"
-#include "engine/cuda_context.h"
-#include "engine/device_buffer.h"
-#include "engine/rng.h"
+#include "engine/core/cuda_context.h"
+#include "engine/core/device_buffer.h"
+#include "engine/core/rng.h"
 #include "kernels/griffin_lim.h"
 #include "tests/test_util.h"
 

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "audio/prepare_audio.h"
-#include "engine/atomic_file.h"
-#include "engine/npy.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/formats/npy.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-// Philox fills on the GPU (ds::kcuda, kernels/rng.cu) against the host generator (engine/rng.h) on
+// Philox fills on the GPU (ds::kcuda, kernels/rng.cu) against the host generator (engine/core/rng.h) on
 // awkward sizes and offsets, with the output (and a tail past n) poisoned first.
 #include <doctest/doctest.h>
 
@@ -11,9 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine/cuda_context.h"
-#include "engine/device_buffer.h"
-#include "engine/rng.h"
+#include "engine/core/cuda_context.h"
+#include "engine/core/device_buffer.h"
+#include "engine/core/rng.h"
 #include "kernels/rng.h"
 
 namespace {

@@ -24,8 +24,8 @@
 
 #include "audio/mel_cpu.h"
 #include "audio/mel_gpu.h"
-#include "engine/cuda_context.h"
-#include "engine/device_buffer.h"
+#include "engine/core/cuda_context.h"
+#include "engine/core/device_buffer.h"
 #include "kernels/spectral.h"
 #include "tests/test_util.h"
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/npy.h"
-#include "engine/rng.h"
-#include "engine/trainer.h"
+#include "engine/formats/npy.h"
+#include "engine/core/rng.h"
+#include "engine/train/trainer.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;

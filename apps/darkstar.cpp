@@ -16,6 +16,7 @@
 #include "audio/listen.h"
 #include "audio/prepare_audio.h"
 #include "audio/quality.h"
+#include "audio/tensorboard_audio.h"
 #include "engine/train/checkpoint.h"
 #include "engine/core/cuda_context.h"
 #include "apps/doctor.h"
@@ -165,6 +166,8 @@ int main(int argc, char** argv) {
   train->add_option("--checkpoint-every", tc.checkpoint_every, "steps between checkpoints (default 500)");
   train->add_option("--sample-every", tc.sample_every, "steps between sample grids (default 200)");
   train->add_option("--log-every", tc.log_every, "steps between log lines (default 10)");
+  train->add_option("--histogram-every", tc.histogram_every,
+                    "steps between TensorBoard weight/gradient histograms, also at the last step (default 100; 0: none)");
   train->add_option("--device", train_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
   train->add_option("--device-data", train_device_data,
@@ -323,6 +326,9 @@ int main(int argc, char** argv) {
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
       Trainer trainer(tc);
+      // Mel datasets: generated clips as TensorBoard audio, inverted on a worker thread (outlives run()).
+      const std::unique_ptr<MelAudioPreview> audio_preview = mel_audio_preview_for(tc.data_path);
+      if (audio_preview) trainer.set_sample_hook(audio_preview->hook());
       announce_device(train_device);
       if (tc.resume)
         std::printf("resuming from step %lld of %lld (%s)\n", static_cast<long long>(trainer.current_step()),

@@ -1,8 +1,12 @@
 // The tests' own TFRecord + protobuf wire-format reader (its own bitwise CRC32C and varint decoder,
-// sharing nothing with engine/formats/tensorboard.cpp): used by the TensorBoard unit tests to read written
-// files back, and fuzzed by tests/fuzz/fuzz_tfrecord.cpp. Throws std::runtime_error on bad input.
+// sharing nothing with engine/formats/tensorboard.cpp): used by the TensorBoard unit and e2e tests to read
+// written files back (Event, Summary.Value with simple_value, Image, Audio, HistogramProto and a text
+// TensorProto), and fuzzed by tests/fuzz/fuzz_tfrecord.cpp. Throws std::runtime_error on bad input.
 #pragma once
 #include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -96,6 +100,233 @@ inline std::vector<ProtoField> read_proto_fields(const std::string& bytes) {
     fields.push_back(field);
   }
   return fields;
+}
+
+// ---- Event / Summary decoding. Field numbers from tensorboard/compat/proto/{event,summary,histogram,
+// tensor,tensor_shape}.proto, written out here independently of the writer; each field's wire type is
+// checked, so a wrongly typed field is an error rather than garbage.
+struct ImageValue {
+  int64_t height = 0, width = 0, colorspace = 0;
+  std::string encoded;
+};
+struct AudioValue {
+  float sample_rate = 0;
+  int64_t num_channels = 0, length_frames = 0;
+  std::string encoded, content_type;
+};
+struct HistogramValue {
+  double min = 0, max = 0, num = 0, sum = 0, sum_squares = 0;
+  std::vector<double> bucket_limit, bucket;
+};
+struct TensorValue {
+  int64_t dtype = 0;
+  bool has_shape = false;
+  std::vector<int64_t> dims;
+  std::vector<std::string> string_val;
+};
+enum class ValueKind { None, Simple, Image, Histogram, Audio, Tensor };
+struct SummaryValue {
+  std::string tag;
+  ValueKind kind = ValueKind::None;
+  float simple_value = 0;
+  ImageValue image;
+  AudioValue audio;
+  HistogramValue histogram;
+  TensorValue tensor;
+  bool has_metadata = false;
+  std::string plugin_name, plugin_content;
+};
+struct Event {
+  double wall_time = 0;
+  int64_t step = 0;
+  std::string file_version;
+  bool has_summary = false;
+  std::vector<SummaryValue> values;
+};
+
+inline void expect_wire(const ProtoField& f, uint32_t wire, const char* what) {
+  if (f.wire_type != wire)
+    throw std::runtime_error(std::string(what) + ": field " + std::to_string(f.number) + " has wire type " +
+                             std::to_string(f.wire_type) + ", expected " + std::to_string(wire));
+}
+inline double as_double(const ProtoField& f) {
+  double d;
+  std::memcpy(&d, &f.scalar, 8);
+  return d;
+}
+inline float as_float(const ProtoField& f) {
+  const auto bits = static_cast<uint32_t>(f.scalar);
+  float x;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+// A repeated double: packed (length-delimited, 8 bytes each) or one fixed64 per element.
+inline void append_doubles(std::vector<double>& out, const ProtoField& f, const char* what) {
+  if (f.wire_type == 1) {
+    out.push_back(as_double(f));
+    return;
+  }
+  expect_wire(f, 2, what);
+  if (f.bytes.size() % 8 != 0) throw std::runtime_error(std::string(what) + ": packed doubles not a multiple of 8 bytes");
+  for (size_t at = 0; at < f.bytes.size(); at += 8) {
+    const uint64_t bits = load_little_endian(f.bytes, at, 8);
+    double d;
+    std::memcpy(&d, &bits, 8);
+    out.push_back(d);
+  }
+}
+
+inline ImageValue decode_image(const std::string& bytes) {
+  ImageValue v;
+  for (const ProtoField& f : read_proto_fields(bytes)) {
+    if (f.number >= 1 && f.number <= 3) {
+      expect_wire(f, 0, "Summary.Image");
+      (f.number == 1 ? v.height : f.number == 2 ? v.width : v.colorspace) = static_cast<int64_t>(f.scalar);
+    } else if (f.number == 4) {
+      expect_wire(f, 2, "Summary.Image");
+      v.encoded = f.bytes;
+    } else {
+      throw std::runtime_error("Summary.Image: unexpected field " + std::to_string(f.number));
+    }
+  }
+  return v;
+}
+
+inline AudioValue decode_audio(const std::string& bytes) {
+  AudioValue v;
+  for (const ProtoField& f : read_proto_fields(bytes)) {
+    if (f.number == 1) {
+      expect_wire(f, 5, "Summary.Audio");
+      v.sample_rate = as_float(f);
+    } else if (f.number == 2 || f.number == 3) {
+      expect_wire(f, 0, "Summary.Audio");
+      (f.number == 2 ? v.num_channels : v.length_frames) = static_cast<int64_t>(f.scalar);
+    } else if (f.number == 4 || f.number == 5) {
+      expect_wire(f, 2, "Summary.Audio");
+      (f.number == 4 ? v.encoded : v.content_type) = f.bytes;
+    } else {
+      throw std::runtime_error("Summary.Audio: unexpected field " + std::to_string(f.number));
+    }
+  }
+  return v;
+}
+
+inline HistogramValue decode_histogram(const std::string& bytes) {
+  HistogramValue v;
+  for (const ProtoField& f : read_proto_fields(bytes)) {
+    if (f.number >= 1 && f.number <= 5) {
+      expect_wire(f, 1, "HistogramProto");
+      double* slot[] = {&v.min, &v.max, &v.num, &v.sum, &v.sum_squares};
+      *slot[f.number - 1] = as_double(f);
+    } else if (f.number == 6) {
+      append_doubles(v.bucket_limit, f, "HistogramProto.bucket_limit");
+    } else if (f.number == 7) {
+      append_doubles(v.bucket, f, "HistogramProto.bucket");
+    } else {
+      throw std::runtime_error("HistogramProto: unexpected field " + std::to_string(f.number));
+    }
+  }
+  return v;
+}
+
+inline TensorValue decode_tensor(const std::string& bytes) {
+  TensorValue v;
+  for (const ProtoField& f : read_proto_fields(bytes)) {
+    if (f.number == 1) {
+      expect_wire(f, 0, "TensorProto.dtype");
+      v.dtype = static_cast<int64_t>(f.scalar);
+    } else if (f.number == 2) {
+      expect_wire(f, 2, "TensorProto.tensor_shape");
+      v.has_shape = true;
+      for (const ProtoField& d : read_proto_fields(f.bytes)) {
+        if (d.number != 2) throw std::runtime_error("TensorShapeProto: unexpected field " + std::to_string(d.number));
+        expect_wire(d, 2, "TensorShapeProto.dim");
+        int64_t size = 0;
+        for (const ProtoField& s : read_proto_fields(d.bytes)) {
+          if (s.number == 1) {
+            expect_wire(s, 0, "TensorShapeProto.Dim.size");
+            size = static_cast<int64_t>(s.scalar);
+          }
+        }
+        v.dims.push_back(size);
+      }
+    } else if (f.number == 8) {
+      expect_wire(f, 2, "TensorProto.string_val");
+      v.string_val.push_back(f.bytes);
+    } else {
+      throw std::runtime_error("TensorProto: unexpected field " + std::to_string(f.number));
+    }
+  }
+  return v;
+}
+
+inline SummaryValue decode_summary_value(const std::string& bytes) {
+  SummaryValue v;
+  auto set_kind = [&](ValueKind k) {
+    if (v.kind != ValueKind::None) throw std::runtime_error("Summary.Value: two members of the value oneof");
+    v.kind = k;
+  };
+  for (const ProtoField& f : read_proto_fields(bytes)) {
+    switch (f.number) {
+      case 1: expect_wire(f, 2, "Summary.Value.tag"); v.tag = f.bytes; break;
+      case 2: expect_wire(f, 5, "Summary.Value.simple_value"); set_kind(ValueKind::Simple); v.simple_value = as_float(f); break;
+      case 4: expect_wire(f, 2, "Summary.Value.image"); set_kind(ValueKind::Image); v.image = decode_image(f.bytes); break;
+      case 5: expect_wire(f, 2, "Summary.Value.histo"); set_kind(ValueKind::Histogram); v.histogram = decode_histogram(f.bytes); break;
+      case 6: expect_wire(f, 2, "Summary.Value.audio"); set_kind(ValueKind::Audio); v.audio = decode_audio(f.bytes); break;
+      case 8: expect_wire(f, 2, "Summary.Value.tensor"); set_kind(ValueKind::Tensor); v.tensor = decode_tensor(f.bytes); break;
+      case 9:
+        expect_wire(f, 2, "Summary.Value.metadata");
+        v.has_metadata = true;
+        for (const ProtoField& m : read_proto_fields(f.bytes)) {
+          if (m.number != 1) continue;  // display_name, summary_description, data_class: not used here
+          expect_wire(m, 2, "SummaryMetadata.plugin_data");
+          for (const ProtoField& p : read_proto_fields(m.bytes)) {
+            expect_wire(p, 2, "PluginData");
+            if (p.number == 1) v.plugin_name = p.bytes;
+            else if (p.number == 2) v.plugin_content = p.bytes;
+          }
+        }
+        break;
+      default: throw std::runtime_error("Summary.Value: unexpected field " + std::to_string(f.number));
+    }
+  }
+  return v;
+}
+
+inline Event decode_summary_event(const std::string& bytes) {
+  Event e;
+  for (const ProtoField& f : read_proto_fields(bytes)) {
+    if (f.number == 1) {
+      expect_wire(f, 1, "Event.wall_time");
+      e.wall_time = as_double(f);
+    } else if (f.number == 2) {
+      expect_wire(f, 0, "Event.step");
+      e.step = static_cast<int64_t>(f.scalar);
+    } else if (f.number == 3) {
+      expect_wire(f, 2, "Event.file_version");
+      e.file_version = f.bytes;
+    } else if (f.number == 5) {
+      expect_wire(f, 2, "Event.summary");
+      e.has_summary = true;
+      for (const ProtoField& sf : read_proto_fields(f.bytes)) {
+        if (sf.number != 1) throw std::runtime_error("Summary: unexpected field " + std::to_string(sf.number));
+        expect_wire(sf, 2, "Summary.value");
+        e.values.push_back(decode_summary_value(sf.bytes));
+      }
+    } else {
+      throw std::runtime_error("Event: unexpected field " + std::to_string(f.number));
+    }
+  }
+  return e;
+}
+
+inline std::vector<Event> read_event_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  const std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<Event> events;
+  for (const std::string& record : read_tfrecords(file)) events.push_back(decode_summary_event(record));
+  return events;
 }
 
 }  // namespace ds::test::tfrecord

@@ -63,11 +63,17 @@ std::vector<uint8_t> encode_png(const uint8_t* pixels, int height, int width, in
   return png;
 }
 
+EncodedPng encode_png_grid(const float* images, int n, int channels, int height, int width, int per_row) {
+  EncodedPng png;
+  const std::vector<uint8_t> grid = make_image_grid(&png.height, &png.width, images, n, channels, height, width, per_row);
+  png.bytes = encode_png(grid.data(), png.height, png.width, channels);
+  png.channels = channels;
+  return png;
+}
+
 void write_png_grid(const std::string& path, const float* images, int n, int channels, int height, int width,
                     int per_row) {
-  int gh = 0, gw = 0;
-  const std::vector<uint8_t> grid = make_image_grid(&gh, &gw, images, n, channels, height, width, per_row);
-  write_bytes_atomic(path, encode_png(grid.data(), gh, gw, channels));
+  write_bytes_atomic(path, encode_png_grid(images, n, channels, height, width, per_row).bytes);
 }
 
 }  // namespace ds

@@ -282,6 +282,8 @@ struct Trainer::Impl {
   Tensor fixed_noise;
   std::string last_good_checkpoint;
   int64_t last_good_step = -1;
+  Tensor paramsG_before, paramsD_before;  // parameters before a logged step's update (update ratios)
+  SampleHook sample_hook;
 };
 
 namespace {
@@ -329,6 +331,8 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
   m.real = Tensor::zeros({cfg_.batch, mc.channels, mc.height, mc.width}, dev);
   m.z = Tensor::zeros({cfg_.batch, mc.nz, 1, 1}, dev);
   m.gan = std::make_unique<GanStepState>(*G_, *D_);
+  m.paramsG_before = Tensor::zeros(G_->params().shape(), dev);
+  m.paramsD_before = Tensor::zeros(D_->params().shape(), dev);
   m.fixed_noise = Tensor::zeros({cfg_.n_samples, mc.nz, 1, 1}, dev);
   normal_noise(m.fixed_noise, cfg_.seed, kStreamFixedNoise, 0);
   if (dev == Device::CUDA) {  // on the CPU, batches are read in place from the memory map
@@ -452,7 +456,9 @@ const Tensor& Trainer::statistics() const { return impl_->gan->stats; }
 const DataOrder& Trainer::data_order() const { return *impl_->order; }
 bool Trainer::dataset_streamed() const { return impl_->device_stream != nullptr; }
 
-void Trainer::write_samples(const std::string& png_path) {
+void Trainer::set_sample_hook(SampleHook hook) { impl_->sample_hook = std::move(hook); }
+
+std::vector<float> Trainer::write_samples(const std::string& png_path) {
   Impl& m = *impl_;
   m.sampler->copy_state_from(*G_);
   m.sampler->forward(m.fixed_noise, false);
@@ -460,6 +466,7 @@ void Trainer::write_samples(const std::string& png_path) {
   const ModelConfig& mc = cfg_.model;
   write_png_grid(png_path, host.data(), static_cast<int>(cfg_.n_samples), static_cast<int>(mc.channels),
                  static_cast<int>(mc.height), static_cast<int>(mc.width), 8);
+  return host;
 }
 
 namespace {
@@ -536,7 +543,11 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
   FILE* log = std::fopen((dir / "log.jsonl").string().c_str(), "a");
   if (!log) throw std::runtime_error("cannot write " + (dir / "log.jsonl").string());
   std::unique_ptr<FILE, int (*)(FILE*)> log_guard(log, std::fclose);
-  TensorBoardWriter tb(cfg_.out_dir);
+  // Shared: a sample hook's worker thread may still write audio after a step (telemetry.h).
+  const std::shared_ptr<TensorBoardWriter> tb_shared = std::make_shared<TensorBoardWriter>(cfg_.out_dir);
+  TensorBoardWriter& tb = *tb_shared;
+  tb.add_text("config", cfg_.to_json(), step_);
+  tb.flush();
   // The first step has no checkpoint to fall back to; make one so a NaN never leaves nothing behind.
   if (m.last_good_step < 0 && cfg_.checkpoint_every > 0) write_checkpoint();
   StepStats stats;
@@ -545,6 +556,13 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
   const int64_t first = step_;
   stopped_on_time_budget_ = false;
   while (step_ < cfg_.steps) {
+    // A step that will be logged keeps its parameters before the update (a device copy on CUDA, no
+    // host wait) for the update-to-weight ratios; a step that ends on the time budget is not foreseen.
+    const bool logs_next = (step_ + 1) % cfg_.log_every == 0 || step_ + 1 == cfg_.steps;
+    if (logs_next) {
+      m.paramsG_before.copy_from(G_->params());
+      m.paramsD_before.copy_from(D_->params());
+    }
     step();
     // The budget is checked between steps, on the host clock (on CUDA the host may be a few queued
     // steps ahead of the device; the checkpoint below synchronises, so what it saves is complete).
@@ -584,10 +602,34 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
             (m.last_good_checkpoint.empty() ? std::string("none")
                                             : m.last_good_checkpoint + " (step " + std::to_string(m.last_good_step) + ")"));
     }
+    const bool logged = step_ % cfg_.log_every == 0 || last;
+    const bool histogram_step = cfg_.histogram_every > 0 && (step_ % cfg_.histogram_every == 0 || last);
+    if (logged || histogram_step) {  // network internals: host copies at these steps only
+      for (int n = 0; n < 2; ++n) {
+        Network& net = n == 0 ? static_cast<Network&>(*G_) : static_cast<Network&>(*D_);
+        const char* name = n == 0 ? "netG" : "netD";
+        NetworkSnapshot snapshot;
+        snapshot.params = net.params().to_host();
+        snapshot.grads = net.grads().to_host();
+        if (logged && logs_next) snapshot.params_before = (n == 0 ? m.paramsG_before : m.paramsD_before).to_host();
+        if (logged) {
+          add_parameter_scalars(tb, name, net, snapshot, step_);
+          add_batchnorm_scalars(tb, name, net, step_);
+        }
+        if (histogram_step) add_parameter_histograms(tb, name, net, snapshot, step_);
+      }
+      tb.flush();
+    }
     if (cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || last)) {
       char name[64];
       std::snprintf(name, sizeof name, "step_%07lld.png", static_cast<long long>(step_));
-      write_samples((dir / "samples" / name).string());
+      const std::vector<float> samples = write_samples((dir / "samples" / name).string());
+      const ModelConfig& mc = cfg_.model;
+      const EncodedPng png = encode_png_grid(samples.data(), static_cast<int>(cfg_.n_samples), static_cast<int>(mc.channels),
+                                             static_cast<int>(mc.height), static_cast<int>(mc.width), 8);
+      tb.add_image("samples", std::string(png.bytes.begin(), png.bytes.end()), png.height, png.width, png.channels, step_);
+      tb.flush();
+      if (m.sample_hook.on_samples) m.sample_hook.on_samples(tb_shared, step_, samples);
     }
     const bool checkpointed = cfg_.checkpoint_every > 0 && (step_ % cfg_.checkpoint_every == 0 || last);
     if (checkpointed) write_checkpoint();
@@ -599,6 +641,8 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
     }
     if (stopped_on_time_budget_) break;
   }
+  if (m.sample_hook.finish) m.sample_hook.finish();  // the last step's audio lands before run() returns
+  tb.flush();
   return stats;
 }
 

@@ -14,6 +14,7 @@
 #include "engine/nn/dcgan.h"
 #include "engine/data/image_dataset.h"
 #include "engine/core/rng.h"
+#include "engine/train/telemetry.h"
 
 namespace ds {
 
@@ -29,6 +30,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 500;
   int64_t sample_every = 200;
   int64_t log_every = 10;
+  int64_t histogram_every = 100;  // > 0: weight/gradient histograms every N steps and at the last step
   int64_t n_samples = 64;
   Device device = Device::CPU;
   DeviceData device_data = DeviceData::Auto;  // CUDA: dataset resident or streamed (batch_stream.h)
@@ -135,7 +137,10 @@ class Trainer {
   Generator& generator() { return *G_; }
   Discriminator& discriminator() { return *D_; }
   void write_checkpoint();
-  void write_samples(const std::string& png_path);
+  // Writes the fixed-noise grid to png_path; returns the samples (host copy, n_samples × C × H × W).
+  std::vector<float> write_samples(const std::string& png_path);
+  // TensorBoard additions from outside the engine (audio for mel datasets, apps/); see telemetry.h.
+  void set_sample_hook(SampleHook hook);
   std::string last_checkpoint_path() const;
 
  private:

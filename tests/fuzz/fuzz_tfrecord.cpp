@@ -25,7 +25,13 @@ void walk(const std::string& bytes, int depth) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string file(reinterpret_cast<const char*>(data), size);
   try {
-    for (const std::string& record : ds::test::tfrecord::read_tfrecords(file)) walk(record, 0);
+    for (const std::string& record : ds::test::tfrecord::read_tfrecords(file)) {
+      walk(record, 0);
+      try {
+        ds::test::tfrecord::decode_summary_event(record);  // the typed Event/Summary decoder the tests use
+      } catch (const std::runtime_error&) {
+      }
+    }
   } catch (const std::runtime_error&) {
   }
   // Records are CRC-checked, so also walk the raw bytes as one event: the protobuf decoder gets fuzzed

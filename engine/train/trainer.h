@@ -30,6 +30,8 @@ struct TrainConfig {
   int64_t sample_every = 200;
   int64_t log_every = 10;
   int64_t n_samples = 64;
+  int64_t swd_every = 0;     // > 0: the SWD against a fixed data subset every this many steps (swd_monitor.h)
+  int64_t swd_images = 256;  // rows in that subset, and fixed-noise images it is compared with
   Device device = Device::CPU;
   DeviceData device_data = DeviceData::Auto;  // CUDA: dataset resident or streamed (batch_stream.h)
   std::string data_path;

@@ -22,6 +22,11 @@
 #include "apps/doctor.h"
 #include "engine/data/image_dataset.h"
 #include "engine/inspect/inspect_data.h"
+#include "engine/inspect/memorization.h"
+#include "engine/inspect/swd.h"
+#include "engine/formats/atomic_file.h"
+#include "engine/formats/npy_map.h"
+#include "engine/train/swd_monitor.h"
 #include "engine/formats/npy.h"
 #include "engine/formats/png.h"
 #include "engine/core/rng.h"
@@ -169,6 +174,13 @@ int main(int argc, char** argv) {
   train->add_option("--histogram-every", tc.histogram_every,
                     "steps between TensorBoard weight/gradient histograms, also at the last step (default 100; 0: none)");
   train->add_option("--device", train_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  int64_t train_swd_every = kDefaultSwdEvery;
+  train->add_option("--swd-every", train_swd_every,
+                    "steps between sliced Wasserstein distances to a fixed data subset, logged (default " +
+                        std::to_string(kDefaultSwdEvery) + "; 0: off; images of 16 px and more)")
+      ->check(CLI::NonNegativeNumber);
+  train->add_option("--swd-images", tc.swd_images, "rows in that subset and generated images (default 256)")
+      ->check(CLI::PositiveNumber);
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
   train->add_option("--device-data", train_device_data,
                     "CUDA: auto (default: resident when it fits), resident (dataset on the GPU) or stream (pinned, "
@@ -234,6 +246,28 @@ int main(int argc, char** argv) {
   quality->add_option("--n", qo.n_generated, "generated slices (default 64)");
   quality->add_option("--real", qo.n_real, "real slices in each of the two evenly spread sets (default 32)");
   quality->add_option("--seed", qo.listen.seed, "seed of the generated noise and the inversion's phases (default 0)");
+
+  auto* memo = inspect->add_subcommand("memorization", "is the generator copying training items? nearest rows of its samples");
+  std::string me_ckpt, me_data, me_out, me_device = "auto";
+  MemorizationOptions meo;
+  memo->add_option("--checkpoint", me_ckpt, "netG.safetensors or last.safetensors")->required();
+  memo->add_option("--data", me_data, "the dataset .npy it was trained on")->required();
+  memo->add_option("--out", me_out, "folder for samples.npy, neighbours.json, neighbours.png, summary.json")->required();
+  memo->add_option("--samples", meo.samples, "generated samples K (default 64)")->check(CLI::PositiveNumber);
+  memo->add_option("--neighbours", meo.neighbours, "nearest rows kept per sample k (default 5)")->check(CLI::PositiveNumber);
+  memo->add_option("--heldout", meo.heldout, "held-out rows (default min(500, rows / 10))")->check(CLI::PositiveNumber);
+  memo->add_option("--seed", meo.seed, "noise seed, as sample --seed (default 1)");
+  memo->add_option("--device", me_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  auto* swd_cmd = inspect->add_subcommand("swd", "sliced Wasserstein distance between two image sets (Karras et al. 2017)");
+  std::string swd_a, swd_b, swd_json;
+  int64_t swd_max = 1024;
+  SwdOptions swo;
+  swd_cmd->add_option("A", swd_a, "images .npy: a dataset (uint8 / float16) or float32 samples in [-1, 1]")->required();
+  swd_cmd->add_option("B", swd_b, "images .npy of the same C×H×W")->required();
+  swd_cmd->add_option("--max-images", swd_max, "images per set: min(this, |A|, |B|), a fixed-seed subset of a larger set (default 1024)")
+      ->check(CLI::PositiveNumber);
+  swd_cmd->add_option("--seed", swo.seed, "seed of the subsets, patch positions and directions (default 0)");
+  swd_cmd->add_option("--json", swd_json, "also write the figures to this JSON file");
 
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
@@ -322,6 +356,12 @@ int main(int argc, char** argv) {
           return 0;
         }
       }
+      if (train->count("--swd-every") || train_swd_every == 0) {
+        tc.swd_every = train_swd_every;  // asked for: images too small for the SWD are an error
+      } else {                           // the default: on where the images allow it
+        const ImageDataset shape = load_image_dataset(tc.data_path);
+        tc.swd_every = swd_level_count(shape.height, shape.width, SwdOptions{}.min_resolution) > 0 ? train_swd_every : 0;
+      }
       tc.device = pick_device(train_device);
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
@@ -395,6 +435,46 @@ int main(int argc, char** argv) {
                                    ? inspect_mel_dataset(data, read_mel_info_for(id_path), io, mio).text
                                    : inspect_image_dataset(data, io).text;
       std::fputs(text.c_str(), stdout);
+    } else if (*memo) {
+      meo.device = pick_device(me_device);
+      announce_device(me_device);
+      const MemorizationReport r = run_memorization(me_ckpt, me_data, me_out, meo);
+      std::printf("%s\nwrote %s/{samples.npy,neighbours.json,neighbours.png,summary.json}\n", r.verdict.c_str(),
+                  me_out.c_str());
+    } else if (*swd_cmd) {
+      int64_t na = 0, nb = 0, c = 0, h = 0, w = 0, c2 = 0, h2 = 0, w2 = 0;
+      read_image_set(swd_a, &na, &c, &h, &w, {0});  // shapes first (one row each)
+      read_image_set(swd_b, &nb, &c2, &h2, &w2, {0});
+      {
+        const MappedNpy fa(swd_a), fb(swd_b);
+        na = fa.shape()[0];
+        nb = fb.shape()[0];
+      }
+      if (c != c2 || h != h2 || w != w2)
+        throw std::invalid_argument(swd_a + " holds " + std::to_string(c) + "×" + std::to_string(h) + "×" +
+                                    std::to_string(w) + " images, " + swd_b + " " + std::to_string(c2) + "×" +
+                                    std::to_string(h2) + "×" + std::to_string(w2) + ": expected the same shape");
+      const int64_t n = std::min({na, nb, swd_max});
+      int64_t got = 0;
+      const std::vector<float> a = read_image_set(swd_a, &got, &c, &h, &w, fixed_subset(na, n, swo.seed, 10));
+      const std::vector<float> b = read_image_set(swd_b, &got, &c, &h, &w, fixed_subset(nb, n, swo.seed, 11));
+      const SwdResult r = sliced_wasserstein_distance({a.data(), n, c, h, w}, {b.data(), n, c, h, w}, swo);
+      std::string levels;
+      nlohmann::json jl = nlohmann::json::array();
+      for (size_t l = 0; l < r.levels.size(); ++l) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%s%lldx%lld %.3f", l ? ", " : "", static_cast<long long>(r.heights[l]),
+                      static_cast<long long>(r.widths[l]), r.levels[l]);
+        levels += buf;
+        jl.push_back({{"height", r.heights[l]}, {"width", r.widths[l]}, {"swd", r.levels[l]}});
+      }
+      std::printf("SWD x1e3 (Karras et al. 2017; 7x7 patches, %lld per image per level, 512 directions), %lld images "
+                  "per set (of %lld and %lld), %lld descriptors per level, finest first: %s; mean %.3f\n",
+                  128LL, static_cast<long long>(n), static_cast<long long>(na), static_cast<long long>(nb),
+                  static_cast<long long>(r.descriptors), levels.c_str(), r.mean);
+      if (!swd_json.empty())
+        write_text_atomic(swd_json, nlohmann::json{{"a", swd_a}, {"b", swd_b}, {"images", n}, {"levels", jl},
+                                                   {"swd_levels", r.levels}, {"swd_mean", r.mean}}.dump(2) + "\n");
     } else if (*quality) {
       if (qo.n_generated < 2) throw std::invalid_argument("--n " + std::to_string(qo.n_generated) + ": expected at least 2");
       if (qo.n_real < 2) throw std::invalid_argument("--real " + std::to_string(qo.n_real) + ": expected at least 2");

@@ -41,6 +41,7 @@
 #include "engine/core/rng.h"
 #include "engine/formats/safetensors.h"
 #include "engine/formats/tensorboard.h"
+#include "engine/train/swd_monitor.h"
 #include "kernels/image.h"
 #include "kernels/rng.h"
 
@@ -548,6 +549,8 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
   TensorBoardWriter& tb = *tb_shared;
   tb.add_text("config", cfg_.to_json(), step_);
   tb.flush();
+  std::unique_ptr<SwdMonitor> swd;  // --swd-every: its steps are also logged steps, holding the figures
+  if (cfg_.swd_every > 0) swd = std::make_unique<SwdMonitor>(data_, cfg_.model, cfg_.swd_images, cfg_.seed, cfg_.device);
   // The first step has no checkpoint to fall back to; make one so a NaN never leaves nothing behind.
   if (m.last_good_step < 0 && cfg_.checkpoint_every > 0) write_checkpoint();
   StepStats stats;
@@ -570,7 +573,8 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
         cfg_.minutes > 0 && step_ < cfg_.steps &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= cfg_.minutes * 60.0;
     const bool last = step_ == cfg_.steps || stopped_on_time_budget_;
-    if (step_ % cfg_.log_every == 0 || last) {
+    const bool swd_now = swd && (step_ % cfg_.swd_every == 0 || last);
+    if (step_ % cfg_.log_every == 0 || last || swd_now) {
       const std::vector<float> s = m.gan->stats.to_host();  // the only host synchronisation of a logged step
       stats.step = step_;
       stats.loss_d = s[kErrDReal] + s[kErrDFake];
@@ -585,6 +589,15 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
       nlohmann::json j = {{"step", step_},           {"Loss_D", stats.loss_d},  {"Loss_G", stats.loss_g},
                           {"D_x", stats.d_x},        {"D_G_z1", stats.d_g_z1},  {"D_G_z2", stats.d_g_z2},
                           {"images_per_second", stats.images_per_second}, {"elapsed_s", elapsed}};
+      if (swd_now) {
+        const SwdResult r = swd->measure(*G_);
+        j["swd_mean"] = r.mean;
+        j["swd_levels"] = r.levels;  // ×1e3, finest level first
+        tb.add_scalar("SWD/mean", static_cast<float>(r.mean), step_);
+        for (size_t l = 0; l < r.levels.size(); ++l)
+          tb.add_scalar("SWD/" + std::to_string(r.heights[l]) + "x" + std::to_string(r.widths[l]),
+                        static_cast<float>(r.levels[l]), step_);
+      }
       std::fprintf(log, "%s\n", j.dump().c_str());
       std::fflush(log);
       tb.add_scalar("Loss_D", stats.loss_d, step_);

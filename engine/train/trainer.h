@@ -32,6 +32,8 @@ struct TrainConfig {
   int64_t log_every = 10;
   int64_t histogram_every = 100;  // > 0: weight/gradient histograms every N steps and at the last step
   int64_t n_samples = 64;
+  int64_t swd_every = 0;     // > 0: the SWD against a fixed data subset every this many steps (swd_monitor.h)
+  int64_t swd_images = 256;  // rows in that subset, and fixed-noise images it is compared with
   Device device = Device::CPU;
   DeviceData device_data = DeviceData::Auto;  // CUDA: dataset resident or streamed (batch_stream.h)
   std::string data_path;

@@ -21,9 +21,11 @@
 #include "apps/doctor.h"
 #include "engine/data/image_dataset.h"
 #include "engine/inspect/inspect_data.h"
+#include "engine/inspect/latent.h"
 #include "engine/formats/npy.h"
 #include "engine/formats/png.h"
 #include "engine/core/rng.h"
+#include "engine/train/step_dump.h"
 #include "engine/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -171,6 +173,9 @@ int main(int argc, char** argv) {
                     "CUDA: auto (default: resident when it fits), resident (dataset on the GPU) or stream (pinned, "
                     "double-buffered batch uploads)")
       ->check(CLI::IsMember({"auto", "resident", "stream"}));
+  train->add_option("--dump", tc.dump_step,
+                    "write every activation and gradient of step STEP as .npy into OUT/dump/step_NNNNNNN (index.json)")
+      ->check(CLI::PositiveNumber);
 
   // ---- sample ----
   auto* sample = app.add_subcommand("sample", "generate images from a checkpoint");
@@ -231,6 +236,18 @@ int main(int argc, char** argv) {
   quality->add_option("--n", qo.n_generated, "generated slices (default 64)");
   quality->add_option("--real", qo.n_real, "real slices in each of the two evenly spread sets (default 32)");
   quality->add_option("--seed", qo.listen.seed, "seed of the generated noise and the inversion's phases (default 0)");
+
+  auto* latent = inspect->add_subcommand("latent", "slerp interpolation grids and per-dimension sweeps of a generator");
+  std::string lat_ckpt, lat_out, lat_dims, lat_device = "auto";
+  LatentOptions lat;
+  latent->add_option("--checkpoint", lat_ckpt, "netG.safetensors or last.safetensors")->required();
+  latent->add_option("--out", lat_out, "output folder (PNG grids, images and z as .npy, latent.json)")->required();
+  latent->add_option("--pairs", lat.pairs, "interpolation rows, one pair of fixed-seed z each (default 4; 0: none)");
+  latent->add_option("--steps", lat.steps, "images per row, endpoints included (default 8)");
+  latent->add_option("--dims", lat_dims, "sweep dimensions d1,d2,... (default 0..7; 'none': no sweep)");
+  latent->add_option("--range", lat.range, "sweep each dimension from -a to a (default 3)");
+  latent->add_option("--seed", lat.seed, "seed of the fixed z (default 1)");
+  latent->add_option("--device", lat_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
@@ -306,8 +323,10 @@ int main(int argc, char** argv) {
       }
     } else if (*train) {
       cli::check_dataset_file("--data", tc.data_path);
+      int64_t resumed_at = 0;
       if (tc.resume) {
         const int64_t at = inherit_from_checkpoint(*train, tc);
+        resumed_at = at;
         const std::string ckpt_path = (fs::path(tc.out_dir) / "last.safetensors").string();
         if (tc.steps < at)
           throw std::invalid_argument("--steps " + std::to_string(tc.steps) + " is below the checkpoint's step " +
@@ -319,6 +338,7 @@ int main(int argc, char** argv) {
           return 0;
         }
       }
+      if (tc.dump_step > 0) check_dump_request(tc.out_dir, tc.dump_step, tc.steps, resumed_at);
       tc.device = pick_device(train_device);
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
@@ -395,6 +415,13 @@ int main(int argc, char** argv) {
       const QualityReport r = assess_quality(q_ckpt, q_data, q_log, qo);
       std::printf("%s", r.text().c_str());
       return r.all_pass() ? 0 : 3;
+    } else if (*latent) {
+      lat.no_sweep = lat_dims == "none";
+      if (!lat.no_sweep && !lat_dims.empty()) lat.dims = parse_latent_dims(lat_dims);
+      lat.device = pick_device(lat_device);
+      announce_device(lat_device);
+      const LatentResult r = inspect_latent(lat_ckpt, lat_out, lat);
+      for (const std::string& f : r.written) std::printf("wrote %s\n", f.c_str());
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

@@ -27,9 +27,11 @@
 #include "engine/formats/atomic_file.h"
 #include "engine/formats/npy_map.h"
 #include "engine/train/swd_monitor.h"
+#include "engine/inspect/latent.h"
 #include "engine/formats/npy.h"
 #include "engine/formats/png.h"
 #include "engine/core/rng.h"
+#include "engine/train/step_dump.h"
 #include "engine/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -186,6 +188,9 @@ int main(int argc, char** argv) {
                     "CUDA: auto (default: resident when it fits), resident (dataset on the GPU) or stream (pinned, "
                     "double-buffered batch uploads)")
       ->check(CLI::IsMember({"auto", "resident", "stream"}));
+  train->add_option("--dump", tc.dump_step,
+                    "write every activation and gradient of step STEP as .npy into OUT/dump/step_NNNNNNN (index.json)")
+      ->check(CLI::PositiveNumber);
 
   // ---- sample ----
   auto* sample = app.add_subcommand("sample", "generate images from a checkpoint");
@@ -268,6 +273,17 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   swd_cmd->add_option("--seed", swo.seed, "seed of the subsets, patch positions and directions (default 0)");
   swd_cmd->add_option("--json", swd_json, "also write the figures to this JSON file");
+  auto* latent = inspect->add_subcommand("latent", "slerp interpolation grids and per-dimension sweeps of a generator");
+  std::string lat_ckpt, lat_out, lat_dims, lat_device = "auto";
+  LatentOptions lat;
+  latent->add_option("--checkpoint", lat_ckpt, "netG.safetensors or last.safetensors")->required();
+  latent->add_option("--out", lat_out, "output folder (PNG grids, images and z as .npy, latent.json)")->required();
+  latent->add_option("--pairs", lat.pairs, "interpolation rows, one pair of fixed-seed z each (default 4; 0: none)");
+  latent->add_option("--steps", lat.steps, "images per row, endpoints included (default 8)");
+  latent->add_option("--dims", lat_dims, "sweep dimensions d1,d2,... (default 0..7; 'none': no sweep)");
+  latent->add_option("--range", lat.range, "sweep each dimension from -a to a (default 3)");
+  latent->add_option("--seed", lat.seed, "seed of the fixed z (default 1)");
+  latent->add_option("--device", lat_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
 
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
@@ -343,8 +359,10 @@ int main(int argc, char** argv) {
       }
     } else if (*train) {
       cli::check_dataset_file("--data", tc.data_path);
+      int64_t resumed_at = 0;
       if (tc.resume) {
         const int64_t at = inherit_from_checkpoint(*train, tc);
+        resumed_at = at;
         const std::string ckpt_path = (fs::path(tc.out_dir) / "last.safetensors").string();
         if (tc.steps < at)
           throw std::invalid_argument("--steps " + std::to_string(tc.steps) + " is below the checkpoint's step " +
@@ -362,6 +380,7 @@ int main(int argc, char** argv) {
         const ImageDataset shape = load_image_dataset(tc.data_path);
         tc.swd_every = swd_level_count(shape.height, shape.width, SwdOptions{}.min_resolution) > 0 ? train_swd_every : 0;
       }
+      if (tc.dump_step > 0) check_dump_request(tc.out_dir, tc.dump_step, tc.steps, resumed_at);
       tc.device = pick_device(train_device);
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
@@ -481,6 +500,13 @@ int main(int argc, char** argv) {
       const QualityReport r = assess_quality(q_ckpt, q_data, q_log, qo);
       std::printf("%s", r.text().c_str());
       return r.all_pass() ? 0 : 3;
+    } else if (*latent) {
+      lat.no_sweep = lat_dims == "none";
+      if (!lat.no_sweep && !lat_dims.empty()) lat.dims = parse_latent_dims(lat_dims);
+      lat.device = pick_device(lat_device);
+      announce_device(lat_device);
+      const LatentResult r = inspect_latent(lat_ckpt, lat_out, lat);
+      for (const std::string& f : r.written) std::printf("wrote %s\n", f.c_str());
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

@@ -228,9 +228,15 @@ void Network::forward(const Tensor& input, bool train) {
     throw std::invalid_argument("network input " + shape_str(input.shape()) + ", expected " +
                                 shape_str(conv_input_shape(stages_.front().geometry)));
   input_ = &input;
+  if (observer_) {
+    observer_->begin(*this, false);
+    observer_->observe(*this, 0, StageModule::Input, false, input);
+  }
   const Tensor* x = &input;
-  for (Stage& s : stages_) {
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    Stage& s = stages_[i];
     s.conv->forward(s.pre, *x, s.weight);
+    if (observer_) observer_->observe(*this, int(i), StageModule::Conv, false, s.pre);
     if (s.has_bn) {
       if (train) {
         batchnorm_forward_train(s.out, s.saved_mean, s.saved_invstd, s.running_mean, s.running_var, s.pre, s.gamma,
@@ -239,21 +245,33 @@ void Network::forward(const Tensor& input, bool train) {
       } else {
         batchnorm_forward_eval(s.out, s.pre, s.gamma, s.beta, s.running_mean, s.running_var, kBnEps);
       }
+      if (observer_) observer_->observe(*this, int(i), StageModule::BatchNorm, false, s.out);
     }
     activation_forward(s.activation, s.out);
+    if (observer_ && s.activation != Activation::None)
+      observer_->observe(*this, int(i), StageModule::Activation, false, s.out);
     x = &s.out;
   }
 }
 
 void Network::backward(const Tensor& doutput, Tensor* dinput, bool param_grads) {
+  if (observer_) observer_->begin(*this, true);
   for (size_t i = stages_.size(); i-- > 0;) {
     Stage& s = stages_[i];
     const Tensor& dy = (i + 1 == stages_.size()) ? doutput : s.dout;
+    if (observer_)  // d/d(the stage's last module's output), before the activation's backward overwrites it
+      observer_->observe(*this, int(i), s.activation != Activation::None ? StageModule::Activation
+                                        : s.has_bn                       ? StageModule::BatchNorm
+                                                                         : StageModule::Conv,
+                         true, dy);
     Tensor dact = activation_backward(s.activation, s.dout, dy, s.out);
+    if (observer_ && s.activation != Activation::None)
+      observer_->observe(*this, int(i), s.has_bn ? StageModule::BatchNorm : StageModule::Conv, true, dact);
     Tensor dpre = dact;
     if (s.has_bn) {
       batchnorm_backward(s.dpre, s.dgamma, s.dbeta, dact, s.pre, s.gamma, s.saved_mean, s.saved_invstd);
       dpre = s.dpre;
+      if (observer_) observer_->observe(*this, int(i), StageModule::Conv, true, dpre);
     }
     const Tensor& x = i == 0 ? *input_ : stages_[i - 1].out;
     if (param_grads) s.conv->backward_filter(s.dweight, dpre, x);
@@ -261,6 +279,7 @@ void Network::backward(const Tensor& doutput, Tensor* dinput, bool param_grads) 
       s.conv->backward_data(stages_[i - 1].dout, dpre, s.weight);
     } else if (dinput) {
       s.conv->backward_data(*dinput, dpre, s.weight);
+      if (observer_) observer_->observe(*this, 0, StageModule::Input, true, *dinput);
     }
   }
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/nn/layer_observer.h"
 #include "engine/nn/ops.h"
 #include "engine/core/tensor.h"
 
@@ -99,6 +100,9 @@ class Network {
   // From d(loss)/d(output): parameter gradients accumulate when `param_grads`; d(loss)/d(input) is
   // written to `dinput` when it is given (non-null).
   void backward(const Tensor& doutput, Tensor* dinput, bool param_grads);
+  // Every activation and activation gradient as forward/backward computes it (layer_observer.h);
+  // nullptr (the default) for none. Not owned.
+  void set_observer(LayerObserver* observer) { observer_ = observer; }
 
  protected:
   Network(Device device, int64_t batch) : device_(device), batch_(batch) {}
@@ -112,6 +116,7 @@ class Network {
   std::vector<int64_t> offsets_;  // of parameters_[i] in params_
   Tensor params_, grads_;
   const Tensor* input_ = nullptr;  // input of the last forward (kept for backward)
+  LayerObserver* observer_ = nullptr;
 };
 
 class Generator : public Network {

@@ -35,6 +35,7 @@
 
 #include "engine/formats/atomic_file.h"
 #include "engine/train/checkpoint.h"
+#include "engine/train/step_dump.h"
 #include "engine/core/cuda_context.h"
 #include "engine/core/device_buffer.h"
 #include "engine/formats/png.h"
@@ -448,7 +449,12 @@ void Trainer::step() {
 
   AdamConfig adam_d = cfg_.adam;
   if (cfg_.lr_d > 0) adam_d.lr = cfg_.lr_d;
-  gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam, nullptr, cfg_.lr_d > 0 ? &adam_d : nullptr);
+  std::unique_ptr<StepDump> dump;  // train --dump: this step's tensors, read as the step makes them
+  if (cfg_.dump_step == step_ + 1)
+    dump = std::make_unique<StepDump>(StepDump::directory(cfg_.out_dir, step_ + 1), step_ + 1, *G_, *D_);
+  gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam, dump ? dump->before_adam_hook() : nullptr,
+           cfg_.lr_d > 0 ? &adam_d : nullptr);
+  if (dump) dump->finish();
   ++step_;
 }
 

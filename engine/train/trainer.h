@@ -40,6 +40,7 @@ struct TrainConfig {
   std::string out_dir;
   bool resume = false;
   bool quiet = false;
+  int64_t dump_step = 0;  // > 0: train --dump, every tensor of that step into out_dir/dump (step_dump.h)
   std::string to_json() const;
 };
 

@@ -1,5 +1,5 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// prepare-audio, train, sample, listen, inspect (data, quality), doctor.
+// prepare-audio, train, sample, listen, inspect (data, quality), report, doctor.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -21,6 +21,7 @@
 #include "apps/doctor.h"
 #include "engine/data/image_dataset.h"
 #include "engine/inspect/inspect_data.h"
+#include "engine/inspect/report.h"
 #include "engine/formats/npy.h"
 #include "engine/formats/png.h"
 #include "engine/core/rng.h"
@@ -232,6 +233,11 @@ int main(int argc, char** argv) {
   quality->add_option("--real", qo.n_real, "real slices in each of the two evenly spread sets (default 32)");
   quality->add_option("--seed", qo.listen.seed, "seed of the generated noise and the inversion's phases (default 0)");
 
+  // ---- report ----
+  auto* report = app.add_subcommand("report", "write RUN/report.html: curves, sample grids, audio players, config, in one offline page");
+  std::string report_run;
+  report->add_option("run", report_run, "a run folder (the --out of train)")->required();
+
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
   bool doctor_probe = false;
@@ -395,6 +401,12 @@ int main(int argc, char** argv) {
       const QualityReport r = assess_quality(q_ckpt, q_data, q_log, qo);
       std::printf("%s", r.text().c_str());
       return r.all_pass() ? 0 : 3;
+    } else if (*report) {
+      const ReportSummary r = write_run_report(report_run);
+      std::printf("wrote %s: %lld logged steps, %zu sample grids (%zu left out), %zu audio clips (%zu skipped)%s\n",
+                  r.html_path.c_str(), static_cast<long long>(r.log_steps), r.grids_shown.size(),
+                  r.grids_left_out.size(), r.audio_shown.size(), r.audio_skipped.size(),
+                  r.missing.empty() ? "" : "; the page lists what is missing");
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

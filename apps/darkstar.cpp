@@ -1,5 +1,5 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// prepare-audio, train, sample, listen, inspect (data, quality), doctor.
+// prepare-audio, train, sample, listen, inspect (data, quality), report, doctor.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -28,6 +28,7 @@
 #include "engine/formats/npy_map.h"
 #include "engine/train/swd_monitor.h"
 #include "engine/inspect/latent.h"
+#include "engine/inspect/report.h"
 #include "engine/formats/npy.h"
 #include "engine/formats/png.h"
 #include "engine/core/rng.h"
@@ -284,6 +285,10 @@ int main(int argc, char** argv) {
   latent->add_option("--range", lat.range, "sweep each dimension from -a to a (default 3)");
   latent->add_option("--seed", lat.seed, "seed of the fixed z (default 1)");
   latent->add_option("--device", lat_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  // ---- report ----
+  auto* report = app.add_subcommand("report", "write RUN/report.html: curves, sample grids, audio players, config, in one offline page");
+  std::string report_run;
+  report->add_option("run", report_run, "a run folder (the --out of train)")->required();
 
   // ---- doctor ----
   auto* doctor = app.add_subcommand("doctor", "check this machine: every CUDA op against the CPU reference");
@@ -507,6 +512,12 @@ int main(int argc, char** argv) {
       announce_device(lat_device);
       const LatentResult r = inspect_latent(lat_ckpt, lat_out, lat);
       for (const std::string& f : r.written) std::printf("wrote %s\n", f.c_str());
+    } else if (*report) {
+      const ReportSummary r = write_run_report(report_run);
+      std::printf("wrote %s: %lld logged steps, %zu sample grids (%zu left out), %zu audio clips (%zu skipped)%s\n",
+                  r.html_path.c_str(), static_cast<long long>(r.log_steps), r.grids_shown.size(),
+                  r.grids_left_out.size(), r.audio_shown.size(), r.audio_skipped.size(),
+                  r.missing.empty() ? "" : "; the page lists what is missing");
     } else if (*doctor) {
       if (doctor_probe) {
         const CudaProbe& p = probe_cuda();

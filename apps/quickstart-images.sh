@@ -24,3 +24,5 @@ fi
 run=$(ls -dt runs/fashion-mnist* | head -1)
 echo "quickstart: sample grids in $run/samples/ (latest: $(ls -t "$run"/samples/*.png | head -1))"
 echo "quickstart: checkpoints $run/{netG,netD,last}.safetensors"
+"$bin" report "$run"
+echo "quickstart: the run's page (curves, grids, config; opens offline): $run/report.html"

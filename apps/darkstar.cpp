@@ -1,5 +1,5 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// prepare-audio, train, sample, listen, inspect (data, quality), doctor.
+// prepare-audio, train, sample, listen, inspect (data, quality, latent), doctor.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>

@@ -1,5 +1,5 @@
 // The darkstar command line: parse flags, call the engine, report. Subcommands: prepare-images,
-// prepare-audio, train, sample, listen, inspect (data, quality), report, doctor.
+// prepare-audio, train, sample, listen, inspect (data, quality, memorization, swd, latent), report, doctor.
 #include <algorithm>
 #include <cctype>
 #include <cstdio>

@@ -386,7 +386,7 @@ th{background:#f0f0f0;font-weight:normal} .chart{display:block;margin:8px 0;bord
 .chart .title{font-size:14px;font-weight:bold} .chart .tick{font-size:11px;fill:#555} .chart .label{font-size:12px;fill:#333}
 .chart .legend{font-size:12px} .chart .grid{stroke:#e6e6e6} .chart .frame{fill:none;stroke:#888}
 .grids{display:flex;flex-wrap:wrap;gap:12px} figure{margin:0;background:#fff;border:1px solid #ddd;padding:6px}
-figure img{display:block;image-rendering:pixelated;max-width:360px} figcaption{font-size:12px;color:#444;margin-top:4px}
+figure img{display:block;image-rendering:pixelated;max-width:100%} figcaption{font-size:12px;color:#444;margin-top:4px}
 .clip{display:flex;align-items:center;gap:12px;margin:6px 0} .clip img{height:64px;image-rendering:pixelated}
 pre{background:#fff;border:1px solid #ddd;padding:8px;font-size:12px;overflow-x:auto}
 .verdict{font-size:15px;font-weight:bold}

@@ -463,8 +463,10 @@ int main(int argc, char** argv) {
       meo.device = pick_device(me_device);
       announce_device(me_device);
       const MemorizationReport r = run_memorization(me_ckpt, me_data, me_out, meo);
-      std::printf("%s\nwrote %s/{samples.npy,neighbours.json,neighbours.png,summary.json}\n", r.verdict.c_str(),
-                  me_out.c_str());
+      std::printf("%lld samples of %s in eval mode (batch norm running statistics, as the sample grids), seed %llu\n"
+                  "%s\nwrote %s/{samples.npy,neighbours.json,neighbours.png,summary.json}\n",
+                  static_cast<long long>(meo.samples), me_ckpt.c_str(), static_cast<unsigned long long>(meo.seed),
+                  r.verdict.c_str(), me_out.c_str());
     } else if (*swd_cmd) {
       int64_t na = 0, nb = 0, c = 0, h = 0, w = 0, c2 = 0, h2 = 0, w2 = 0;
       read_image_set(swd_a, &na, &c, &h, &w, {0});  // shapes first (one row each)
@@ -494,7 +496,7 @@ int main(int argc, char** argv) {
       }
       std::printf("SWD x1e3 (Karras et al. 2017; 7x7 patches, %lld per image per level, 512 directions), %lld images "
                   "per set (of %lld and %lld), %lld descriptors per level, finest first: %s; mean %.3f\n",
-                  128LL, static_cast<long long>(n), static_cast<long long>(na), static_cast<long long>(nb),
+                  static_cast<long long>(swo.patches_per_image), static_cast<long long>(n), static_cast<long long>(na), static_cast<long long>(nb),
                   static_cast<long long>(r.descriptors), levels.c_str(), r.mean);
       if (!swd_json.empty())
         write_text_atomic(swd_json, nlohmann::json{{"a", swd_a}, {"b", swd_b}, {"images", n}, {"levels", jl},

@@ -109,7 +109,7 @@ TEST_CASE("e2e run folder: a run there is refused without --resume or --force, a
   CHECK(count_prefix(run, "events.out.tfevents.") == 2);
 }
 
-TEST_CASE("e2e run folder: missing, empty and unrelated folders need no flag; a run without a checkpoint needs --force") {
+TEST_CASE("e2e run folder: missing, empty and unrelated folders need no flag, a run without a checkpoint needs --force") {
   const fs::path dir = fresh_dir("e2e_run_folder_kinds");
   const std::string data = write_tiny_dataset(dir);
   const std::string steps = " --steps 1 --checkpoint-every 1 --sample-every 0 --log-every 1" + kTiny;
@@ -235,7 +235,7 @@ TEST_CASE("e2e full disk: a checkpoint write hitting ENOSPC names the file, keep
   CHECK(compared > 20);
 }
 
-TEST_CASE("e2e full disk: a log write hitting ENOSPC stops with the file named; the resume cuts the torn line") {
+TEST_CASE("e2e full disk: a log write hitting ENOSPC stops with the file named, the resume cuts the torn line") {
   const fs::path dir = fresh_dir("e2e_full_disk_log");
   const std::string data = write_tiny_dataset(dir);
   const fs::path disk = dir / "disk", run = disk / "run";

@@ -33,6 +33,7 @@
 #include "engine/formats/png.h"
 #include "engine/core/rng.h"
 #include "engine/train/step_dump.h"
+#include "engine/train/run_folder.h"
 #include "engine/train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -185,6 +186,10 @@ int main(int argc, char** argv) {
   train->add_option("--swd-images", tc.swd_images, "rows in that subset and generated images (default 256)")
       ->check(CLI::PositiveNumber);
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
+  bool train_force = false;
+  train->add_flag("--force", train_force,
+                  "start over in an OUT that holds a run: deletes its checkpoints, log.jsonl, event files and "
+                  "sample grids first (nothing else)");
   train->add_option("--device-data", train_device_data,
                     "CUDA: auto (default: resident when it fits), resident (dataset on the GPU) or stream (pinned, "
                     "double-buffered batch uploads)")
@@ -363,6 +368,10 @@ int main(int argc, char** argv) {
         for (const ListenResult& r : listen_generated(li_ckpt, li_n, li_out, lo)) report(r);
       }
     } else if (*train) {
+      // Before anything else: a run already in --out is continued (--resume) or replaced (--force), never
+      // mixed with a new one (engine/train/run_folder.h).
+      const RunFolderFiles previous_run = find_run_files(tc.out_dir);
+      check_run_folder_choice(tc.out_dir, previous_run, tc.resume, train_force);
       cli::check_dataset_file("--data", tc.data_path);
       int64_t resumed_at = 0;
       if (tc.resume) {
@@ -386,6 +395,7 @@ int main(int argc, char** argv) {
         tc.swd_every = swd_level_count(shape.height, shape.width, SwdOptions{}.min_resolution) > 0 ? train_swd_every : 0;
       }
       if (tc.dump_step > 0) check_dump_request(tc.out_dir, tc.dump_step, tc.steps, resumed_at);
+      check_run_folder_writable(tc.out_dir);  // names the folder now, not at the first checkpoint
       tc.device = pick_device(train_device);
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
@@ -394,6 +404,16 @@ int main(int argc, char** argv) {
       const std::unique_ptr<MelAudioPreview> audio_preview = mel_audio_preview_for(tc.data_path);
       if (audio_preview) trainer.set_sample_hook(audio_preview->hook());
       announce_device(train_device);
+      // Only now, with the dataset and model checked: the earlier run's files go, or its killed writes' temps.
+      if (train_force && !previous_run.files.empty()) {
+        remove_run_files(tc.out_dir, previous_run);
+        std::printf("--force: deleted the earlier run's files in %s: %s\n", tc.out_dir.c_str(),
+                    summarize_run_files(previous_run).c_str());
+      }
+      if (tc.resume)
+        if (const std::vector<std::string> stale = remove_stale_temp_files(tc.out_dir); !stale.empty())
+          std::printf("deleted %zu temp file(s) left by an interrupted write (%s ...)\n", stale.size(),
+                      stale[0].c_str());
       if (tc.resume)
         std::printf("resuming from step %lld of %lld (%s)\n", static_cast<long long>(trainer.current_step()),
                     static_cast<long long>(tc.steps), trainer.last_checkpoint_path().c_str());

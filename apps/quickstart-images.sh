@@ -9,19 +9,29 @@ bin="${DARKSTAR_BUILD_DIR:-build}/darkstar"
 idx=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 mkdir -p data runs
 
+# A fresh run folder per run, as in quickstart.sh: train refuses a folder that holds a run unless
+# told to --resume or --force, so a rerun gets a time suffix and the earlier run is kept.
+fresh_run() {
+  local run="runs/$1"
+  [ -e "$run" ] && run="runs/$1-$(date +%Y%m%d-%H%M%S)"
+  echo "$run"
+}
+
 if "$bin" doctor --probe; then
   echo "quickstart: GPU found: full Fashion-MNIST, ngf = ndf = 64, 2000 steps"
-  "$bin" prepare-images "$idx" --size 32 --out data/fashion-mnist.npy
-  "$bin" train --data data/fashion-mnist.npy --out runs/fashion-mnist --steps 2000 --batch 128 \
+  [ -f data/fashion-mnist.npy ] || "$bin" prepare-images "$idx" --size 32 --out data/fashion-mnist.npy
+  run=$(fresh_run fashion-mnist)
+  "$bin" train --data data/fashion-mnist.npy --out "$run" --steps 2000 --batch 128 \
     --sample-every 250 --checkpoint-every 500
 else
   echo "quickstart: no GPU: small CPU settings (8192 images, ngf = ndf = 16, batch 64, 2000 steps, a few minutes);"
   echo "            on a GPU the same command trains the full model"
-  "$bin" prepare-images "$idx" --size 32 --limit 8192 --out data/fashion-mnist-small.npy
-  "$bin" train --data data/fashion-mnist-small.npy --out runs/fashion-mnist-cpu --device cpu \
+  [ -f data/fashion-mnist-small.npy ] ||
+    "$bin" prepare-images "$idx" --size 32 --limit 8192 --out data/fashion-mnist-small.npy
+  run=$(fresh_run fashion-mnist-cpu)
+  "$bin" train --data data/fashion-mnist-small.npy --out "$run" --device cpu \
     --steps 2000 --batch 64 --ngf 16 --ndf 16 --sample-every 250 --checkpoint-every 500 --log-every 50
 fi
-run=$(ls -dt runs/fashion-mnist* | head -1)
 echo "quickstart: sample grids in $run/samples/ (latest: $(ls -t "$run"/samples/*.png | head -1))"
 echo "quickstart: checkpoints $run/{netG,netD,last}.safetensors"
 "$bin" report "$run"

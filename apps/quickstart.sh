@@ -12,8 +12,8 @@ bin="${DARKSTAR_BUILD_DIR:-build}/darkstar"
 songs=/usr/share/games/fretsonfire/data/songs/sectoid
 mkdir -p data runs
 
-# A fresh run folder per run: the settings name it, and a rerun gets a time suffix instead of
-# clashing with (appending to the log of, overwriting the checkpoints of) an earlier run.
+# A fresh run folder per run: the settings name it, and a rerun gets a time suffix, so the earlier
+# run is kept (train refuses a folder that holds a run unless given --resume or --force).
 fresh_run() {
   local run="runs/$1"
   [ -e "$run" ] && run="runs/$1-$(date +%Y%m%d-%H%M%S)"

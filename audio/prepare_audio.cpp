@@ -645,9 +645,6 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
     if (result.dropped_silent) why += ", " + std::to_string(result.dropped_silent) + " slices below --min-rms-db";
     throw std::runtime_error("no usable audio under '" + input + "': " + why + "; nothing written");
   }
-  npy.commit();
-  index.commit();
-
   nlohmann::ordered_json j;
   j["kind"] = "mel";
   j["dtype"] = "float16";
@@ -687,7 +684,17 @@ PrepareAudioResult prepare_audio(const std::string& input, const std::string& ou
   }
   j["partly_decoded"] = std::move(partial);
   j["dropped_silent"] = result.dropped_silent;
-  write_text_atomic(sidecar_path, j.dump(1) + "\n");
+  // All three written and synced before any is renamed into place: a full disk fails with none of
+  // them published (temp files removed), never a dataset beside no sidecar or an old one.
+  AtomicFileWriter sidecar(sidecar_path);
+  const std::string sidecar_text = j.dump(1) + "\n";
+  sidecar.write(sidecar_text.data(), sidecar_text.size());
+  npy.sync();
+  index.sync();
+  sidecar.sync();
+  npy.commit();
+  index.commit();
+  sidecar.commit();
 
   result.npy_path = out_npy;
   result.sidecar_path = sidecar_path;

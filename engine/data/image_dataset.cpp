@@ -597,12 +597,22 @@ PrepareImagesResult prepare_images(const std::string& input, const std::string& 
     fs::create_directories(parent, ec);
     if (ec) throw std::runtime_error("--out '" + out_npy + "': cannot create folder '" + parent.string() + "': " + ec.message());
   }
-  write_npy(out_npy, DType::U8, {prepared.count, channels, size_h, size_w}, prepared.pixels.data());
   PrepareImagesResult result;
   result.count = prepared.count;
   result.skipped = static_cast<int64_t>(prepared.skipped.size());
   result.sidecar_path = sidecar_path_for(out_npy);
-  write_text_atomic(result.sidecar_path, sidecar.dump(2) + "\n");
+  // The dataset and its sidecar both written and synced before either is renamed into place: a full
+  // disk fails with neither published (the temp files removed), never an X.npy beside no or an old X.json.
+  AtomicFileWriter npy_file(out_npy), sidecar_file(result.sidecar_path);
+  const std::vector<uint8_t> npy_bytes =
+      encode_npy(DType::U8, {prepared.count, channels, size_h, size_w}, prepared.pixels.data());
+  npy_file.write(npy_bytes.data(), npy_bytes.size());
+  const std::string sidecar_text = sidecar.dump(2) + "\n";
+  sidecar_file.write(sidecar_text.data(), sidecar_text.size());
+  npy_file.sync();
+  sidecar_file.sync();
+  npy_file.commit();
+  sidecar_file.commit();
   return result;
 }
 

@@ -84,6 +84,7 @@ void AtomicFileWriter::write(const void* data, size_t size) {
   if (size > 0 && std::fwrite(data, 1, size, file_) != size)
     fail("short write (" + std::to_string(size) + " bytes): " + errno_text());
   size_ += size;
+  synced_ = synced_ && size == 0;
 }
 
 void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t size) {
@@ -92,13 +93,20 @@ void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t size) 
   if (std::fseek(file_, static_cast<long>(offset), SEEK_SET) != 0) fail("seek failed: " + errno_text());
   if (size > 0 && std::fwrite(data, 1, size, file_) != size) fail("short write: " + errno_text());
   if (std::fseek(file_, 0, SEEK_END) != 0) fail("seek failed: " + errno_text());
+  synced_ = false;
 }
 
-void AtomicFileWriter::commit() {
+void AtomicFileWriter::sync() {
   if (!file_) throw std::runtime_error("cannot write '" + path_ + "': already committed or failed");
   if (std::ferror(file_)) fail("write error: " + errno_text());
   if (std::fflush(file_) != 0) fail("flush failed: " + errno_text());
   if (::fsync(::fileno(file_)) != 0) fail("fsync failed: " + errno_text());
+  synced_ = true;
+}
+
+void AtomicFileWriter::commit() {
+  if (!file_) throw std::runtime_error("cannot write '" + path_ + "': already committed or failed");
+  if (!synced_) sync();
   const int close_result = std::fclose(file_);
   file_ = nullptr;
   if (close_result != 0) fail("close failed: " + errno_text());

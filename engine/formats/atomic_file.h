@@ -37,6 +37,11 @@ class AtomicFileWriter {
   void write(const void* data, size_t size);
   // Overwrites size bytes at offset (< the size written so far), then goes back to the end.
   void write_at(uint64_t offset, const void* data, size_t size);
+  // Flushes and fsyncs what was written so far, keeping the file open: where a full disk shows
+  // (ENOSPC). commit() after it only closes and renames. To publish files that belong together (a
+  // dataset and its sidecar), sync() each, then commit() each: a full disk then fails before any of
+  // them is renamed into place, so no final name ever holds half a set.
+  void sync();
   void commit();
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
@@ -48,6 +53,7 @@ class AtomicFileWriter {
   FILE* file_ = nullptr;
   uint64_t size_ = 0;
   bool committed_ = false;
+  bool synced_ = false;  // nothing written since the last sync()
 };
 
 }  // namespace ds

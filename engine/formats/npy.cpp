@@ -417,12 +417,18 @@ void NpyRowWriter::append(const void* rows, int64_t n_rows) {
   rows_ += n_rows;
 }
 
-void NpyRowWriter::commit() {
+void NpyRowWriter::sync() {
   std::vector<int64_t> shape{rows_};
   shape.insert(shape.end(), row_shape_.begin(), row_shape_.end());
   const std::vector<uint8_t> header = npy_header(dtype_, shape, header_bytes_);
   if (header.size() != header_bytes_) throw std::runtime_error("NpyRowWriter '" + file_.path() + "': header grew");
   file_.write_at(0, header.data(), header.size());
+  file_.sync();
+  synced_rows_ = rows_;
+}
+
+void NpyRowWriter::commit() {
+  if (synced_rows_ != rows_) sync();
   file_.commit();
 }
 

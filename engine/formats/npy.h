@@ -67,6 +67,9 @@ class NpyRowWriter {
   // n_rows rows of numel(row_shape) elements of dtype each.
   void append(const void* rows, int64_t n_rows);
   int64_t rows() const { return rows_; }
+  // Patches the header with the row count and flushes + fsyncs (AtomicFileWriter::sync: a full disk
+  // fails here); commit() then only renames. Appending after sync() is allowed (sync again).
+  void sync();
   void commit();
 
  private:
@@ -75,6 +78,7 @@ class NpyRowWriter {
   std::vector<int64_t> row_shape_;
   size_t row_bytes_ = 0, header_bytes_ = 0;
   int64_t rows_ = 0;
+  int64_t synced_rows_ = -1;  // rows_ at the last sync() (its header says so)
 };
 
 }  // namespace ds

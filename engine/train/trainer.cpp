@@ -26,7 +26,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
@@ -36,6 +38,7 @@
 #include "engine/formats/atomic_file.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/step_dump.h"
+#include "engine/train/run_folder.h"
 #include "engine/core/cuda_context.h"
 #include "engine/core/device_buffer.h"
 #include "engine/formats/png.h"
@@ -488,6 +491,10 @@ bool network_finite(Network& net) {
   return all_finite(tensors);
 }
 
+std::string last_good_text(const std::string& path, int64_t step) {
+  return path.empty() ? std::string("none") : path + " (step " + std::to_string(step) + ")";
+}
+
 void add_tensor(SafeTensorsFile& f, const std::string& name, const Tensor& t) {
   const std::vector<float> host = t.to_host();
   f.add_f32(name, t.shape(), host.data());
@@ -536,19 +543,39 @@ void Trainer::write_checkpoint() {
   const int64_t state[7] = {m.order->position(), m.order->epoch(), static_cast<int64_t>(rs.seed), rs.stream,
                             static_cast<int64_t>(rs.offset), rs.lane, rs.kind};
   all.add("data.state", DType::I64, {7}, state);
-  write_safetensors((dir / "netG.safetensors").string(), g);
-  write_safetensors((dir / "netD.safetensors").string(), d);
-  write_safetensors(last_checkpoint_path(), all);
+  try {  // each write is atomic: a failure (a full disk) leaves every earlier file as it was
+    write_safetensors((dir / "netG.safetensors").string(), g);
+    write_safetensors((dir / "netD.safetensors").string(), d);
+    write_safetensors(last_checkpoint_path(), all);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(e.what()) + "; checkpoint of step " + std::to_string(step_) +
+                             " not written; last good checkpoint: " +
+                             last_good_text(m.last_good_checkpoint, m.last_good_step));
+  }
   m.last_good_checkpoint = last_checkpoint_path();
   m.last_good_step = step_;
 }
 
 StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
                        const volatile std::sig_atomic_t* stop_requested) {
+  try {
+    return train_steps(on_log, stop_requested);
+  } catch (const std::exception& e) {  // a full disk under the log or the event file, say: say what survives
+    const std::string what = e.what();
+    if (what.find("last good checkpoint") != std::string::npos) throw;
+    throw std::runtime_error(what + "; training stopped; last good checkpoint: " +
+                             last_good_text(impl_->last_good_checkpoint, impl_->last_good_step));
+  }
+}
+
+StepStats Trainer::train_steps(const std::function<void(const StepStats&)>& on_log,
+                               const volatile std::sig_atomic_t* stop_requested) {
   Impl& m = *impl_;
   const fs::path dir(cfg_.out_dir);
-  FILE* log = std::fopen((dir / "log.jsonl").string().c_str(), "a");
-  if (!log) throw std::runtime_error("cannot write " + (dir / "log.jsonl").string());
+  const std::string log_path = (dir / "log.jsonl").string();
+  repair_log_tail(log_path);  // a torn last line (full disk, power loss) would break the appended lines
+  FILE* log = std::fopen(log_path.c_str(), "a");
+  if (!log) throw std::runtime_error("cannot write " + log_path + ": " + std::strerror(errno));
   std::unique_ptr<FILE, int (*)(FILE*)> log_guard(log, std::fclose);
   // Shared: a sample hook's worker thread may still write audio after a step (telemetry.h).
   const std::shared_ptr<TensorBoardWriter> tb_shared = std::make_shared<TensorBoardWriter>(cfg_.out_dir);
@@ -604,8 +631,11 @@ StepStats Trainer::run(const std::function<void(const StepStats&)>& on_log,
           tb.add_scalar("SWD/" + std::to_string(r.heights[l]) + "x" + std::to_string(r.widths[l]),
                         static_cast<float>(r.levels[l]), step_);
       }
-      std::fprintf(log, "%s\n", j.dump().c_str());
-      std::fflush(log);
+      // A full disk shows here (ENOSPC): stop, naming the file, rather than train on with no log.
+      if (std::fprintf(log, "%s\n", j.dump().c_str()) < 0 || std::fflush(log) != 0)
+        throw std::runtime_error("cannot write " + log_path + " at step " + std::to_string(step_) + ": " +
+                                 std::strerror(errno) + "; training stopped; last good checkpoint: " +
+                                 last_good_text(m.last_good_checkpoint, m.last_good_step));
       tb.add_scalar("Loss_D", stats.loss_d, step_);
       tb.add_scalar("Loss_G", stats.loss_g, step_);
       tb.add_scalar("D(x)", stats.d_x, step_);

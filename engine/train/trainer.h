@@ -148,6 +148,8 @@ class Trainer {
 
  private:
   struct Impl;
+  StepStats train_steps(const std::function<void(const StepStats&)>& on_log,
+                        const volatile std::sig_atomic_t* stop_requested);  // run() without its error wording
   TrainConfig cfg_;
   ImageDataset data_;
   std::unique_ptr<Generator> G_;

@@ -46,7 +46,8 @@ std::vector<float> power_to_db(const float* mel_power, int64_t n, const MelParam
 
 // Mel power (n_mels × frames) and its dB image of one slice, the librosa pipeline end to end.
 // filterbank: mel_filterbank(p) computed once by a caller doing many slices (it costs about a tenth of
-// a 10 s slice); null: computed here.
+// a 10 s slice); null: computed here. mel_power is mel_project(stft_power(x)) bit for bit, computed
+// one frame at a time (no slice-sized intermediate buffers).
 std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, const float* filterbank = nullptr);
 std::vector<float> mel_spectrogram_db(const float* x, int64_t L, const MelParams& p, double* ref_used,
                                       const float* filterbank = nullptr);

@@ -16,7 +16,6 @@ namespace ds::bench {
 namespace {
 
 constexpr double kBnMomentum = 0.1, kBnEps = 1e-5;  // as engine/nn/dcgan.cpp
-constexpr float kLeakySlope = 0.2f;
 
 std::vector<float> normal_values(int64_t n, uint32_t stream) {
   std::vector<float> v(static_cast<size_t>(n));
@@ -63,23 +62,6 @@ const char* activation_name(Activation a) {
     case Activation::None: break;
   }
   return "none";
-}
-
-void activation_forward(Activation a, Tensor& y) {
-  switch (a) {
-    case Activation::ReLU: relu_forward(y, y); break;
-    case Activation::LeakyReLU: leaky_relu_forward(y, y, kLeakySlope); break;
-    case Activation::Tanh: tanh_forward(y, y); break;
-    case Activation::None: break;
-  }
-}
-void activation_backward(Activation a, Tensor& dx, const Tensor& y) {
-  switch (a) {
-    case Activation::ReLU: relu_backward(dx, dx, y); break;
-    case Activation::LeakyReLU: leaky_relu_backward(dx, dx, y, kLeakySlope); break;
-    case Activation::Tanh: tanh_backward(dx, dx, y); break;
-    case Activation::None: break;
-  }
 }
 
 std::string shape_text(const ConvShape& g) {
@@ -144,7 +126,7 @@ nlohmann::json layer_table(Network& net, bool discriminator, const Tensor& input
     }
     if (has_act) {
       const double a_f = t([&] { activation_forward(s.activation, s.out); });
-      const double a_b = t([&] { activation_backward(s.activation, s.dout, s.out); });
+      const double a_b = t([&] { activation_backward(s.activation, s.dout, s.dout, s.out); });
       row["activation_forward_ms"] = a_f;
       row["activation_backward_ms"] = a_b;
       totals.activations += c.act_forward * a_f + c.act_backward * a_b;

@@ -141,6 +141,20 @@ TEST_CASE("unit conv fast conv_transpose2d: col2im + sgemm matches the reference
   check_fast_layer_all_chunkings(conv_transpose2d_shape(3, 2, 3, 4, 3, 2, 2, 3, 3, 0, 0), 35);
 }
 
+TEST_CASE("unit conv fast stride-2 column paths: odd widths, pad 0 to 2, stride 2 only along the width") {
+  // The stride-2 im2col gather and the split-row col2im (conv2d backward-data, conv_transpose2d forward):
+  // odd and even image widths, taps whose first column is left of the image by 0, 1 and 2 (both
+  // parities, negative shifts), kernels wider than the stride, and stride (1, 2).
+  using ds::conv2d_shape;
+  using ds::conv_transpose2d_shape;
+  check_fast_layer_all_chunkings(conv_transpose2d_shape(3, 3, 4, 5, 2, 3, 3, 2, 2, 1, 1), 51);  // y 7×9
+  check_fast_layer_all_chunkings(conv_transpose2d_shape(2, 3, 4, 5, 2, 5, 5, 2, 2, 2, 2), 52);  // y 7×9
+  check_fast_layer_all_chunkings(conv_transpose2d_shape(3, 2, 3, 3, 3, 4, 4, 2, 2, 1, 1), 53);  // y 6×6
+  check_fast_layer_all_chunkings(conv2d_shape(2, 2, 6, 9, 3, 5, 5, 2, 2, 2, 2), 54);
+  check_fast_layer_all_chunkings(conv2d_shape(3, 2, 5, 8, 3, 3, 4, 1, 2, 1, 1), 55);
+  check_fast_layer_all_chunkings(conv2d_shape(3, 2, 7, 7, 3, 4, 4, 2, 2, 1, 1), 56);
+}
+
 TEST_CASE("unit conv fast DCGAN-sized layers (ngf = ndf = 64 channel counts, small batch for the reference's sake)") {
   // G's first layer (nz = 100 → 8·ngf, 1×1 → 4×4) and a middle layer (2·ngf → ngf, 16×16 → 32×32);
   // D's second layer (ndf → 2·ndf, 32×32 → 16×16) and last layer (8·ndf → 1, 4×4 → 1×1).

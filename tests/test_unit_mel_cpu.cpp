@@ -211,6 +211,46 @@ TEST_CASE("unit mel librosa power") {
   }
 }
 
+TEST_CASE("unit mel fused frame loop and sparse bands") {
+  const std::vector<float> x = fixture_input();
+  const int64_t L = static_cast<int64_t>(x.size());
+  for (const std::string name : {"default", "seed", "htk_none", "reflect"}) {
+    CAPTURE(name);
+    const MelParams p = fixture_params(name);
+    const int64_t frames = p.stft_frames(L);
+    const int n_freqs = p.n_freqs();
+    const std::vector<float> filterbank = mel_filterbank(p);
+    const std::vector<float> fused = mel_power(x.data(), L, p, filterbank.data());
+    // The fused frame loop does the unfused path's arithmetic operation for operation: bit-identical.
+    const std::vector<float> power = stft_power(x.data(), L, p);
+    const std::vector<float> unfused = mel_project(filterbank.data(), power.data(), frames, p);
+    REQUIRE(fused.size() == unfused.size());
+    CHECK(std::equal(fused.begin(), fused.end(), unfused.begin()));
+    // The sparse projection (each filter's non-zero band only) against the dense product over all
+    // n_freqs bins, summed in long double in bin order. The skipped terms are exact zeros (0·finite
+    // power = +0 in any precision), so the two differ only by the double rounding of a different
+    // summation order (relative ≤ n_freqs·2⁻⁵³ ≈ 1e-13 of the sum of non-negative terms) plus the
+    // final rounding to float (≤ 2⁻²⁴ ≈ 6e-8 relative): 1.2e-7 relative (two float ulps) per value.
+    int64_t zeros_skipped = 0;
+    for (float w : filterbank) zeros_skipped += w == 0.0f;
+    CHECK(zeros_skipped > int64_t(filterbank.size()) / 2);  // the bands are sparse: something is skipped
+    double worst = 0;
+    for (int m = 0; m < p.n_mels; ++m)
+      for (int64_t t = 0; t < frames; ++t) {
+        long double dense = 0;
+        for (int f = 0; f < n_freqs; ++f)
+          dense += static_cast<long double>(filterbank[static_cast<size_t>(m) * n_freqs + f]) *
+                   static_cast<long double>(power[static_cast<size_t>(t * n_freqs + f)]);
+        const double ours = fused[static_cast<size_t>(m * frames + t)];
+        const double d = static_cast<double>(dense);
+        if (d > 0) worst = std::max(worst, std::abs(ours - d) / d);
+        else CHECK(ours == 0.0);
+      }
+    MESSAGE(name << ": sparse vs dense worst relative difference " << worst);
+    CHECK(worst <= 1.2e-7);
+  }
+}
+
 TEST_CASE("unit mel librosa dB") {
   const std::vector<float> x = fixture_input();
   const int64_t L = static_cast<int64_t>(x.size());

@@ -51,7 +51,7 @@ ColumnGeometry transpose_geometry(const ConvShape& s) {  // ConvTranspose2d: ima
 
 // Scratch that grows to the largest layer once and is then reused: a step allocates nothing.
 struct Scratch {
-  std::vector<float> cols, matrix;
+  std::vector<float> cols, matrix, plane;
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -101,9 +101,12 @@ void valid_columns(int& q_begin, int& q_end, const ColumnGeometry& g, int t) {
 void im2col(float* cols, const float* images, int count, const ColumnGeometry& g) {
   const int rows = g.rows(), PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
-  for (int row = 0; row < rows; ++row)
+  for (int row = 0; row < rows; ++row) {
+    const int c = row / (g.R * g.S), r = (row / g.S) % g.R, t = row % g.S;
+    int q_begin, q_end;
+    valid_columns(q_begin, q_end, g, t);
+    const int offset = t - g.pad_w;
     for (int j = 0; j < count; ++j) {
-      const int c = row / (g.R * g.S), r = (row / g.S) % g.R, t = row % g.S;
       const float* plane = images + size_t(j) * g.image_size() + size_t(c) * g.height * g.width;
       float* dst = cols + row * ld + size_t(j) * PQ;
       for (int p = 0; p < g.out_h; ++p) {
@@ -114,24 +117,67 @@ void im2col(float* cols, const float* images, int count, const ColumnGeometry& g
           continue;
         }
         const float* src = plane + size_t(ih) * g.width;
-        int q_begin, q_end;
-        valid_columns(q_begin, q_end, g, t);
         std::fill(d, d + q_begin, 0.0f);
-        const int offset = t - g.pad_w;
-        for (int q = q_begin; q < q_end; ++q) d[q] = src[q * g.stride_w + offset];  // no bounds test inside
+        // No bounds test inside. Stride 2 (every DCGAN layer but the first of G and the last of D) with
+        // the stride a constant: the compiler turns the gather into vector loads and shuffles.
+        if (g.stride_w == 2)
+          for (int q = q_begin; q < q_end; ++q) d[q] = src[2 * q + offset];
+        else
+          for (int q = q_begin; q < q_end; ++q) d[q] = src[q * g.stride_w + offset];
         std::fill(d + q_end, d + g.out_w, 0.0f);
       }
     }
+  }
+}
+
+// col2im for stride_w 2: the plane is accumulated with each row split into its even columns followed
+// by its odd columns, so every (r, t) pass adds a contiguous run of the column matrix onto a contiguous
+// run of the plane (a vector add; interleaved, the same adds were a scalar read-modify-write at every
+// other address), and the rows are interleaved into the image at the end. The same additions in the
+// same order as the general loop below, so the result is bit-identical to it.
+void col2im_stride2(float* plane, float* split, const float* cols, size_t ld, const ColumnGeometry& g) {
+  const int even_width = (g.width + 1) / 2;
+  std::fill(split, split + size_t(g.height) * g.width, 0.0f);
+  for (int r = 0; r < g.R; ++r)
+    for (int t = 0; t < g.S; ++t) {
+      int q_begin, q_end;
+      valid_columns(q_begin, q_end, g, t);
+      const int offset = t - g.pad_w;               // image column of q is 2q + offset
+      const int parity = offset & 1;                // of every column this tap writes (two's complement)
+      const int shift = (offset - parity) / 2;      // its index within that parity's half-row is q + shift
+      const float* src = cols + size_t(r * g.S + t) * ld;
+      for (int p = 0; p < g.out_h; ++p) {
+        const int ih = p * g.stride_h - g.pad_h + r;
+        if (ih < 0 || ih >= g.height) continue;
+        const float* s = src + size_t(p) * g.out_w;
+        float* half_row = split + size_t(ih) * g.width + (parity ? even_width : 0);
+        for (int q = q_begin; q < q_end; ++q) half_row[q + shift] += s[q];
+      }
+    }
+  for (int h = 0; h < g.height; ++h) {
+    const float* even = split + size_t(h) * g.width;
+    const float* odd = even + even_width;
+    float* row = plane + size_t(h) * g.width;
+    for (int k = 0; k < g.width / 2; ++k) {
+      row[2 * k] = even[k];
+      row[2 * k + 1] = odd[k];
+    }
+    if (g.width % 2) row[g.width - 1] = even[even_width - 1];
+  }
 }
 
 // The adjoint of im2col: images are WRITTEN with the sum of every column entry that im2col would read
-// from each pixel.
-void col2im(float* images, const float* cols, int count, const ColumnGeometry& g) {
+// from each pixel. `split` is scratch of one plane (height·width floats), used for stride_w 2.
+void col2im(float* images, float* split, const float* cols, int count, const ColumnGeometry& g) {
   const int PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
   for (int j = 0; j < count; ++j)
     for (int c = 0; c < g.channels; ++c) {
       float* plane = images + size_t(j) * g.image_size() + size_t(c) * g.height * g.width;
+      if (g.stride_w == 2) {
+        col2im_stride2(plane, split, cols + size_t(c) * g.R * g.S * ld + size_t(j) * PQ, ld, g);
+        continue;
+      }
       std::fill(plane, plane + size_t(g.height) * g.width, 0.0f);
       for (int r = 0; r < g.R; ++r)
         for (int t = 0; t < g.S; ++t) {
@@ -202,7 +248,8 @@ void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, b * PQ, in_rows, 1.0f, w, rows, src, b * PQ, 0.0f,
                 cols, b * PQ);
-    col2im(images + size_t(n0) * g.image_size(), cols, b, g);
+    float* split = grow(sc.plane, size_t(g.height) * g.width);
+    col2im(images + size_t(n0) * g.image_size(), split, cols, b, g);
   }
 }
 

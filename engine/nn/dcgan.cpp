@@ -202,7 +202,6 @@ void Network::copy_state_from(Network& other) {
   }
 }
 
-namespace {
 void activation_forward(Activation a, Tensor& y) {
   switch (a) {
     case Activation::ReLU: relu_forward(y, y); break;
@@ -211,7 +210,6 @@ void activation_forward(Activation a, Tensor& y) {
     case Activation::None: break;
   }
 }
-// dx written from dy and the forward output y; returns the tensor that holds d/d(act input).
 Tensor activation_backward(Activation a, Tensor& dx, const Tensor& dy, const Tensor& y) {
   switch (a) {
     case Activation::ReLU: relu_backward(dx, dy, y); return dx;
@@ -221,7 +219,6 @@ Tensor activation_backward(Activation a, Tensor& dx, const Tensor& dy, const Ten
   }
   return dy;
 }
-}  // namespace
 
 void Network::forward(const Tensor& input, bool train) {
   if (input.shape() != conv_input_shape(stages_.front().geometry))

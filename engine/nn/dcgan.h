@@ -43,6 +43,12 @@ struct NamedTensor {
 
 enum class Activation { ReLU, LeakyReLU, Tanh, None };
 
+// A stage's activation in place on y (LeakyReLU with DCGAN's slope 0.2); None does nothing.
+void activation_forward(Activation a, Tensor& y);
+// dx written from dy and the forward output y (dx may alias dy); returns the tensor that holds
+// d/d(activation input): dx, or dy itself for None.
+Tensor activation_backward(Activation a, Tensor& dx, const Tensor& dy, const Tensor& y);
+
 struct Stage {
   ConvShape geometry;
   std::unique_ptr<ConvOp> conv;

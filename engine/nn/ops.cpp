@@ -1,12 +1,14 @@
 // Op dispatch: each op runs the CPU implementation or the CUDA one according to its tensors' device.
 // The CPU side is the reference (engine/nn/cpu/) except convolution, which uses the im2col + GEMM fast
-// path (engine/conv_cpu_fast) checked against the reference in tests.
+// path (engine/nn/conv_cpu_fast), and ReLU/LeakyReLU, which use the vectorised engine/nn/elementwise_cpu_fast
+// (bit-identical to the reference); both are checked against the reference in tests.
 #include "engine/nn/ops.h"
 
 #include <stdexcept>
 #include <string>
 
 #include "engine/nn/conv_cpu_fast.h"
+#include "engine/nn/elementwise_cpu_fast.h"
 #include "engine/nn/cpu/activations.h"
 #include "engine/nn/cpu/adam.h"
 #include "engine/nn/cpu/batchnorm.h"
@@ -55,28 +57,28 @@ Nchw nchw(const Tensor& t) {
 void relu_forward(Tensor& y, const Tensor& x) {
   require_same_numel("relu_forward", y, x);
   if (same_device("relu_forward", y, x) == Device::CPU)
-    cpu::relu_forward(y.data(), x.data(), x.numel());
+    cpu_fast::relu_forward(y.data(), x.data(), x.numel());
   else
     kcuda::relu_forward(y.data(), x.data(), x.numel(), stream());
 }
 void relu_backward(Tensor& dx, const Tensor& dy, const Tensor& y) {
   require_same_numel("relu_backward", dx, dy);
   if (same_device("relu_backward", dx, dy, y) == Device::CPU)
-    cpu::relu_backward(dx.data(), dy.data(), y.data(), y.numel());
+    cpu_fast::relu_backward(dx.data(), dy.data(), y.data(), y.numel());
   else
     kcuda::relu_backward(dx.data(), dy.data(), y.data(), y.numel(), stream());
 }
 void leaky_relu_forward(Tensor& y, const Tensor& x, float slope) {
   require_same_numel("leaky_relu_forward", y, x);
   if (same_device("leaky_relu_forward", y, x) == Device::CPU)
-    cpu::leaky_relu_forward(y.data(), x.data(), slope, x.numel());
+    cpu_fast::leaky_relu_forward(y.data(), x.data(), slope, x.numel());
   else
     kcuda::leaky_relu_forward(y.data(), x.data(), slope, x.numel(), stream());
 }
 void leaky_relu_backward(Tensor& dx, const Tensor& dy, const Tensor& y, float slope) {
   require_same_numel("leaky_relu_backward", dx, dy);
   if (same_device("leaky_relu_backward", dx, dy, y) == Device::CPU)
-    cpu::leaky_relu_backward(dx.data(), dy.data(), y.data(), slope, y.numel());
+    cpu_fast::leaky_relu_backward(dx.data(), dy.data(), y.data(), slope, y.numel());
   else
     kcuda::leaky_relu_backward(dx.data(), dy.data(), y.data(), slope, y.numel(), stream());
 }

@@ -18,6 +18,7 @@
 #include "audio/quality.h"
 #include "engine/train/checkpoint.h"
 #include "engine/core/cuda_context.h"
+#include "engine/core/precision.h"
 #include "apps/doctor.h"
 #include "engine/data/image_dataset.h"
 #include "engine/inspect/inspect_data.h"
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
   // ---- train ----
   auto* train = app.add_subcommand("train", "train a DCGAN on a prepared dataset");
   TrainConfig tc;
-  std::string train_device = "auto", train_device_data = "auto";
+  std::string train_device = "auto", train_device_data = "auto", train_precision = "tf32";
   train->add_option("--data", tc.data_path, "dataset .npy from prepare-images")->required();
   train->add_option("--out", tc.out_dir, "run folder (checkpoints, samples, log)")->required();
   train->add_option("--steps", tc.steps, "training steps (default 2000)");
@@ -166,6 +167,9 @@ int main(int argc, char** argv) {
   train->add_option("--sample-every", tc.sample_every, "steps between sample grids (default 200)");
   train->add_option("--log-every", tc.log_every, "steps between log lines (default 10)");
   train->add_option("--device", train_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  train->add_option("--precision", train_precision,
+                    "CUDA float32 math: tf32 (default: TF32 tensor cores in cuDNN/cuBLAS on Ampere+) or fp32 (FMA only)")
+      ->check(CLI::IsMember({"fp32", "tf32"}));
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
   train->add_option("--device-data", train_device_data,
                     "CUDA: auto (default: resident when it fits), resident (dataset on the GPU) or stream (pinned, "
@@ -320,6 +324,7 @@ int main(int argc, char** argv) {
         }
       }
       tc.device = pick_device(train_device);
+      apply_precision(parse_precision(train_precision), tc.device);  // before the models' cuDNN plans
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
       Trainer trainer(tc);

@@ -223,7 +223,7 @@ TEST_CASE("emu batchnorm: N=5 C=37 HW=81 (channels not a multiple of anything), 
   check_against_reference({5, 37, 81}, 9, BnActivation::LeakyReLU, {3});
 }
 
-TEST_CASE("emu batchnorm: N=4 C=3 HW=517, values 1000 + [-1, 3) (|mean| >> std), splits 7") {
+TEST_CASE("emu batchnorm: N=4 C=3 HW=517, values 1000 plus U(-1, 3) so the mean is far above the std, splits 7") {
   // The one-pass shifted sums and Chan's merge must not cancel: the mean is ~870 standard deviations.
   check_against_reference({4, 3, 517}, 10, BnActivation::ReLU, {7}, 1000.0f);
 }

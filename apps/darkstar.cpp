@@ -19,6 +19,7 @@
 #include "audio/tensorboard_audio.h"
 #include "engine/train/checkpoint.h"
 #include "engine/core/cuda_context.h"
+#include "engine/core/precision.h"
 #include "apps/doctor.h"
 #include "engine/data/image_dataset.h"
 #include "engine/inspect/inspect_data.h"
@@ -156,7 +157,7 @@ int main(int argc, char** argv) {
   // ---- train ----
   auto* train = app.add_subcommand("train", "train a DCGAN on a prepared dataset");
   TrainConfig tc;
-  std::string train_device = "auto", train_device_data = "auto";
+  std::string train_device = "auto", train_device_data = "auto", train_precision = "tf32";
   train->add_option("--data", tc.data_path, "dataset .npy from prepare-images")->required();
   train->add_option("--out", tc.out_dir, "run folder (checkpoints, samples, log)")->required();
   train->add_option("--steps", tc.steps, "training steps (default 2000)");
@@ -185,6 +186,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   train->add_option("--swd-images", tc.swd_images, "rows in that subset and generated images (default 256)")
       ->check(CLI::PositiveNumber);
+  train->add_option("--precision", train_precision,
+                    "CUDA float32 math: tf32 (default: TF32 tensor cores in cuDNN/cuBLAS on Ampere+) or fp32 (FMA only)")
+      ->check(CLI::IsMember({"fp32", "tf32"}));
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
   bool train_force = false;
   train->add_flag("--force", train_force,
@@ -397,6 +401,7 @@ int main(int argc, char** argv) {
       if (tc.dump_step > 0) check_dump_request(tc.out_dir, tc.dump_step, tc.steps, resumed_at);
       check_run_folder_writable(tc.out_dir);  // names the folder now, not at the first checkpoint
       tc.device = pick_device(train_device);
+      apply_precision(parse_precision(train_precision), tc.device);  // before the models' cuDNN plans
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
       Trainer trainer(tc);

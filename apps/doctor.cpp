@@ -170,6 +170,25 @@ void check_batchnorm(Report& r, Device d, const Tolerances& tol) {
   batchnorm_forward_eval(ye.cpu, x.cpu, gamma.cpu, beta.cpu, rm.cpu, rv.cpu, 1e-5);
   batchnorm_forward_eval(ye.test, x.test, gamma.test, beta.test, rm.test, rv.test, 1e-5);
   r.check("batchnorm forward (eval)", ye.test, ye.cpu, tol.kernel);
+  // Batch norm fused with LeakyReLU (the training step's CUDA kernels) against BN then the activation.
+  Pair yf = poisoned_pair(shape, d), meanf = poisoned_pair(ch, d), invstdf = poisoned_pair(ch, d);
+  batchnorm_activation_forward_train(yf.cpu, meanf.cpu, invstdf.cpu, rm.cpu, rv.cpu, x.cpu, gamma.cpu, beta.cpu, 0.1,
+                                     1e-5, BnActivation::LeakyReLU, 0.2f);
+  batchnorm_activation_forward_train(yf.test, meanf.test, invstdf.test, rm.test, rv.test, x.test, gamma.test,
+                                     beta.test, 0.1, 1e-5, BnActivation::LeakyReLU, 0.2f);
+  r.check("batchnorm + leaky_relu forward (train, fused)", yf.test, yf.cpu, tol.kernel);
+  r.check("batchnorm + leaky_relu running var", rv.test, rv.cpu, tol.kernel);
+  Pair dyf = random_pair(shape, d, 12), dxf = poisoned_pair(shape, d);  // dyf is the op's scratch
+  // Both backward passes read the reference's y, so a forward output rounding across 0 cannot flip a mask.
+  Tensor y_on_test = Tensor::empty(shape, d);
+  y_on_test.copy_from(yf.cpu);
+  batchnorm_activation_backward(dxf.cpu, dg.cpu, db.cpu, dyf.cpu, yf.cpu, x.cpu, gamma.cpu, meanf.cpu, invstdf.cpu,
+                                BnActivation::LeakyReLU, 0.2f);
+  batchnorm_activation_backward(dxf.test, dg.test, db.test, dyf.test, y_on_test, x.test,
+                                gamma.test, meanf.test, invstdf.test, BnActivation::LeakyReLU, 0.2f);
+  r.check("batchnorm + leaky_relu backward dx (fused)", dxf.test, dxf.cpu, tol.kernel);
+  r.check("batchnorm + leaky_relu backward dgamma (+=)", dg.test, dg.cpu, tol.kernel);
+  r.check("batchnorm + leaky_relu backward dbeta (+=)", db.test, db.cpu, tol.kernel);
 }
 
 void check_activations(Report& r, Device d, const Tolerances& tol) {

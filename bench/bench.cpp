@@ -17,6 +17,7 @@
 #include "bench/bench.h"
 #include "engine/formats/atomic_file.h"
 #include "engine/core/cuda_context.h"
+#include "engine/core/precision.h"
 
 using namespace ds;
 using namespace ds::bench;
@@ -93,7 +94,7 @@ int main(int argc, char** argv) {
   CLI::App app{"darkstar-bench: the DCGAN training step, its layers, and audio throughput"};
   std::vector<std::string> configs;
   int64_t batch = 0, ngf = 0, ndf = 0;
-  std::string size, device = "auto", json_path, song = kDefaultSong;
+  std::string size, device = "auto", json_path, song = kDefaultSong, precision = "tf32";
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int steps = 0, warmup = -1, layer_reps = 0, gemm_n = 0, gl_iters = 64;
   bool smoke = false, no_audio = false, no_gan = false;
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   app.add_option("--ndf", ndf, "discriminator width (overrides 64)");
   app.add_option("--size", size, "image size HxW (overrides the configuration's)");
   app.add_option("--device", device, "cpu, cuda or auto (cuda when a GPU is usable)");
+  app.add_option("--precision", precision, "CUDA float32 math: tf32 (default) or fp32 (FMA only, no TF32)");
   app.add_option("--threads", threads, "OpenBLAS and OpenMP threads (default: all cores)");
   app.add_option("--json", json_path, "write every figure to this JSON file");
   app.add_option("--steps", steps, "timed training steps per configuration (default 5 on the CPU, 20 on CUDA)");
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("--device " + device + ": expected cpu, cuda or auto");
     }
     if (threads < 1) throw std::invalid_argument("--threads must be >= 1");
+    const Precision math = parse_precision(precision);
+    apply_precision(math, dev);  // before the GEMM peak and the models: both follow it
     set_threads(threads);
     if (configs.empty()) configs = config_names();
     const bool cpu = dev == Device::CPU;
@@ -140,6 +144,7 @@ int main(int argc, char** argv) {
     nlohmann::json doc = {{"darkstar_bench", 1},
                           {"device", device_name(dev)},
                           {"threads", threads},
+                          {"precision", precision_name(math)},
                           {"smoke", smoke},
                           {"machine", {{"cpu", cpu_model()},
                                        {"cores", std::thread::hardware_concurrency()},

@@ -113,18 +113,25 @@ nlohmann::json layer_table(Network& net, bool discriminator, const Tensor& input
     totals.conv_backward_data += c.backward_data * bwd_data;
     totals.conv_backward_filter += c.backward_filter * bwd_filter;
     if (s.has_bn) {
+      // The step runs batch norm and its activation as one op (fused kernels on CUDA): timed as such,
+      // and the activation is not timed again below for these stages.
+      const BnActivation act = s.activation == Activation::ReLU        ? BnActivation::ReLU
+                               : s.activation == Activation::LeakyReLU ? BnActivation::LeakyReLU
+                                                                       : BnActivation::None;
       const double bn_f = t([&] {
-        batchnorm_forward_train(s.out, s.saved_mean, s.saved_invstd, s.running_mean, s.running_var, s.pre, s.gamma,
-                                s.beta, kBnMomentum, kBnEps);
+        batchnorm_activation_forward_train(s.out, s.saved_mean, s.saved_invstd, s.running_mean, s.running_var, s.pre,
+                                           s.gamma, s.beta, kBnMomentum, kBnEps, act, kLeakySlope);
       });
-      const double bn_b = t([&] {
-        batchnorm_backward(s.dpre, s.dgamma, s.dbeta, s.dout, s.pre, s.gamma, s.saved_mean, s.saved_invstd);
+      const double bn_b = t([&] {  // dout is the op's scratch: its values drift between runs, its cost does not
+        batchnorm_activation_backward(s.dpre, s.dgamma, s.dbeta, s.dout, s.out, s.pre, s.gamma, s.saved_mean,
+                                      s.saved_invstd, act, kLeakySlope);
       });
       row["batchnorm_forward_ms"] = bn_f;
       row["batchnorm_backward_ms"] = bn_b;
+      row["batchnorm_includes_activation"] = activation_name(s.activation);
       totals.batchnorm += c.bn_forward * bn_f + c.bn_backward * bn_b;
     }
-    if (has_act) {
+    if (has_act && !s.has_bn) {
       const double a_f = t([&] { activation_forward(s.activation, s.out); });
       const double a_b = t([&] { activation_backward(s.activation, s.dout, s.dout, s.out); });
       row["activation_forward_ms"] = a_f;

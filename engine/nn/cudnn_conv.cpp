@@ -190,11 +190,24 @@ AlgoChoice choose_algorithms(const CudnnConvDescriptors& d, const ConvShape& s, 
 CudnnConv::CudnnConv(const ConvShape& shape, size_t workspace_limit) : shape_(shape), desc_(shape) {
   CudaContext& ctx = CudaContext::get();
   // Math type before asking the heuristics, so they rank the kernels this mode allows (PyTorch,
-  // Conv_v7.cpp, Note [behavior of cudnnFind and cudnnGet]). CUDNN_FMA_MATH restricts cuDNN to kernels
-  // built from FMA instructions (no tensor cores, so no TF32); CUDNN_DEFAULT_MATH lets cuDNN use TF32
-  // tensor-core kernels for float data on Ampere and newer (NVIDIA cuDNN API reference,
-  // cudnnMathType_t; PyTorch sets FMA exactly when allow_tf32 is off: Conv_v7.cpp onlyDefaultAlgorithm,
-  // and Paddle's conv_cudnn_helper does the same). Tensor cores are the point of the default mode.
+  // Conv_v7.cpp, Note [behavior of cudnnFind and cudnnGet]). What the four cudnnMathType_t values
+  // (cudnn_graph.h: DEFAULT 0, TENSOR_OP 1, TENSOR_OP_ALLOW_CONVERSION 2, FMA 3) mean for FLOAT data,
+  // per NVIDIA's cuDNN API reference (cudnnMathType_t) and the legacy-API guide
+  // (docs.nvidia.com/deeplearning/cudnn/latest/developer/legacy-api.html, "Tensor Core operations"):
+  //   CUDNN_DEFAULT_MATH: no tensor cores before Ampere; on Ampere (sm_80) and newer, TF32 tensor-core
+  //     kernels are permitted for float convolutions (inputs rounded to TF32's 10-bit mantissa,
+  //     float32 accumulation; NVIDIA, "Accelerating AI Training with TF32 Tensor Cores").
+  //   CUDNN_TENSOR_OP_MATH: tensor cores permitted, but cuDNN will not down-convert tensors to use them
+  //     (for float data on Ampere+: TF32, as DEFAULT).
+  //   CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION: tensor cores permitted AND float data may be converted
+  //     down to FP16 for them (the legacy guide's "FP32-to-FP16 conversion"): never wanted here; pick()
+  //     skips algorithms ranked with it.
+  //   CUDNN_FMA_MATH: only kernels built from FMA instructions: no tensor cores, so no TF32 on any GPU
+  //     (on pre-Ampere GPUs it behaves as DEFAULT).
+  // So `--precision tf32` (the default) = CUDNN_DEFAULT_MATH and `--precision fp32` = CUDNN_FMA_MATH,
+  // exactly what PyTorch does with torch.backends.cudnn.allow_tf32 on/off (Conv_v7.cpp sets FMA when
+  // allow_tf32 is off; Paddle's conv_cudnn_helper does the same). cuBLAS follows the same switch
+  // (CudaContext::set_exact_math: CUBLAS_TF32_TENSOR_OP_MATH or CUBLAS_PEDANTIC_MATH).
   const bool exact = ctx.exact_math();
   for (auto c : desc_.conv) DS_CUDNN_CHECK(cudnnSetConvolutionMathType(c, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
 

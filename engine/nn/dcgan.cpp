@@ -107,6 +107,7 @@ void Network::finish() {
       s.saved_invstd = Tensor::zeros({int64_t(g.K)}, device_);
     }
     s.conv = std::make_unique<ConvOp>(g, device_);
+    if (s.has_bn) reserve_batchnorm_workspace(g.K, device_);  // the BN reduction's partials: never grown in a step
     s.pre = Tensor::zeros(conv_output_shape(g), device_);
     s.dout = Tensor::zeros(conv_output_shape(g), device_);
     if (s.has_bn) {
@@ -210,6 +211,17 @@ void activation_forward(Activation a, Tensor& y) {
     case Activation::None: break;
   }
 }
+// The activation a BN stage fuses into its batch-norm kernels (DCGAN: ReLU in G, LeakyReLU in D).
+BnActivation bn_activation(Activation a) {
+  switch (a) {
+    case Activation::ReLU: return BnActivation::ReLU;
+    case Activation::LeakyReLU: return BnActivation::LeakyReLU;
+    case Activation::None: return BnActivation::None;
+    case Activation::Tanh: break;
+  }
+  throw std::invalid_argument("a batch-norm stage with Tanh: no fused kernel for it");
+}
+// dx written from dy and the forward output y; returns the tensor that holds d/d(act input).
 Tensor activation_backward(Activation a, Tensor& dx, const Tensor& dy, const Tensor& y) {
   switch (a) {
     case Activation::ReLU: relu_backward(dx, dy, y); return dx;
@@ -234,19 +246,31 @@ void Network::forward(const Tensor& input, bool train) {
     Stage& s = stages_[i];
     s.conv->forward(s.pre, *x, s.weight);
     if (observer_) observer_->observe(*this, int(i), StageModule::Conv, false, s.pre);
-    if (s.has_bn) {
+    if (s.has_bn && !observer_) {  // batch norm and its activation in one op (fused kernels on CUDA)
       if (train) {
-        batchnorm_forward_train(s.out, s.saved_mean, s.saved_invstd, s.running_mean, s.running_var, s.pre, s.gamma,
-                                s.beta, kBnMomentum, kBnEps);
+        batchnorm_activation_forward_train(s.out, s.saved_mean, s.saved_invstd, s.running_mean, s.running_var, s.pre,
+                                           s.gamma, s.beta, kBnMomentum, kBnEps, bn_activation(s.activation),
+                                           kLeakySlope);
         ++s.num_batches_tracked;
       } else {
-        batchnorm_forward_eval(s.out, s.pre, s.gamma, s.beta, s.running_mean, s.running_var, kBnEps);
+        batchnorm_activation_forward_eval(s.out, s.pre, s.gamma, s.beta, s.running_mean, s.running_var, kBnEps,
+                                          bn_activation(s.activation), kLeakySlope);
       }
-      if (observer_) observer_->observe(*this, int(i), StageModule::BatchNorm, false, s.out);
+    } else {  // one op at a time: an observer (train --dump) sees batch norm's output before the activation
+      if (s.has_bn) {
+        if (train) {
+          batchnorm_forward_train(s.out, s.saved_mean, s.saved_invstd, s.running_mean, s.running_var, s.pre, s.gamma,
+                                  s.beta, kBnMomentum, kBnEps);
+          ++s.num_batches_tracked;
+        } else {
+          batchnorm_forward_eval(s.out, s.pre, s.gamma, s.beta, s.running_mean, s.running_var, kBnEps);
+        }
+        if (observer_) observer_->observe(*this, int(i), StageModule::BatchNorm, false, s.out);
+      }
+      activation_forward(s.activation, s.out);
+      if (observer_ && s.activation != Activation::None)
+        observer_->observe(*this, int(i), StageModule::Activation, false, s.out);
     }
-    activation_forward(s.activation, s.out);
-    if (observer_ && s.activation != Activation::None)
-      observer_->observe(*this, int(i), StageModule::Activation, false, s.out);
     x = &s.out;
   }
 }
@@ -256,19 +280,27 @@ void Network::backward(const Tensor& doutput, Tensor* dinput, bool param_grads) 
   for (size_t i = stages_.size(); i-- > 0;) {
     Stage& s = stages_[i];
     const Tensor& dy = (i + 1 == stages_.size()) ? doutput : s.dout;
-    if (observer_)  // d/d(the stage's last module's output), before the activation's backward overwrites it
-      observer_->observe(*this, int(i), s.activation != Activation::None ? StageModule::Activation
-                                        : s.has_bn                       ? StageModule::BatchNorm
-                                                                         : StageModule::Conv,
-                         true, dy);
-    Tensor dact = activation_backward(s.activation, s.dout, dy, s.out);
-    if (observer_ && s.activation != Activation::None)
-      observer_->observe(*this, int(i), s.has_bn ? StageModule::BatchNorm : StageModule::Conv, true, dact);
-    Tensor dpre = dact;
-    if (s.has_bn) {
-      batchnorm_backward(s.dpre, s.dgamma, s.dbeta, dact, s.pre, s.gamma, s.saved_mean, s.saved_invstd);
+    Tensor dpre;
+    if (s.has_bn && !observer_) {  // activation backward + batch-norm backward in one op (fused kernels on CUDA)
+      if (&dy != &s.dout) s.dout.copy_from(dy);  // the op uses dy as scratch (never the case in a DCGAN)
+      batchnorm_activation_backward(s.dpre, s.dgamma, s.dbeta, s.dout, s.out, s.pre, s.gamma, s.saved_mean,
+                                    s.saved_invstd, bn_activation(s.activation), kLeakySlope);
       dpre = s.dpre;
-      if (observer_) observer_->observe(*this, int(i), StageModule::Conv, true, dpre);
+    } else {  // one op at a time, as in forward, so an observer sees d/d(batch norm's output)
+      if (observer_)  // d/d(the stage's last module's output), before the activation's backward overwrites it
+        observer_->observe(*this, int(i), s.activation != Activation::None ? StageModule::Activation
+                                          : s.has_bn                       ? StageModule::BatchNorm
+                                                                           : StageModule::Conv,
+                           true, dy);
+      Tensor dact = activation_backward(s.activation, s.dout, dy, s.out);
+      if (observer_ && s.activation != Activation::None)
+        observer_->observe(*this, int(i), s.has_bn ? StageModule::BatchNorm : StageModule::Conv, true, dact);
+      dpre = dact;
+      if (s.has_bn) {
+        batchnorm_backward(s.dpre, s.dgamma, s.dbeta, dact, s.pre, s.gamma, s.saved_mean, s.saved_invstd);
+        dpre = s.dpre;
+        if (observer_) observer_->observe(*this, int(i), StageModule::Conv, true, dpre);
+      }
     }
     const Tensor& x = i == 0 ? *input_ : stages_[i - 1].out;
     if (param_grads) s.conv->backward_filter(s.dweight, dpre, x);

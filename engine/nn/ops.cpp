@@ -51,6 +51,12 @@ Nchw nchw(const Tensor& t) {
   if (t.rank() != 4) throw std::invalid_argument("expected an NCHW tensor, got " + shape_str(t.shape()));
   return {t.dim(0), t.dim(1), t.dim(2) * t.dim(3)};
 }
+// The split batch-norm reduction's partial sums live in the context workspace: every launch is on the
+// one stream, so they never overlap a cuDNN call that uses it. Reserved when the model is built
+// (reserve_batchnorm_workspace), so this never grows it inside a step.
+double* batchnorm_workspace(int64_t C) {
+  return static_cast<double*>(CudaContext::get().workspace(batchnorm_workspace_bytes(C)));
+}
 }  // namespace
 
 // ---- activations ----
@@ -108,8 +114,8 @@ void batchnorm_forward_train(Tensor& y, Tensor& saved_mean, Tensor& saved_invstd
                                  momentum, eps);
   else
     kcuda::batchnorm_forward_train(y.data(), saved_mean.data(), saved_invstd.data(), running_mean.data(),
-                                   running_var.data(), x.data(), gamma.data(), beta.data(), s.N, s.C, s.HW,
-                                   momentum, eps, stream());
+                                   running_var.data(), batchnorm_workspace(s.C), x.data(), gamma.data(), beta.data(),
+                                   s.N, s.C, s.HW, momentum, eps, stream());
 }
 void batchnorm_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var, double eps) {
@@ -128,8 +134,71 @@ void batchnorm_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor&
     cpu::batchnorm_backward(dx.data(), dgamma.data(), dbeta.data(), dy.data(), x.data(), gamma.data(),
                             saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW);
   else
-    kcuda::batchnorm_backward(dx.data(), dgamma.data(), dbeta.data(), dy.data(), x.data(), gamma.data(),
-                              saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW, stream());
+    kcuda::batchnorm_backward(dx.data(), dgamma.data(), dbeta.data(), batchnorm_workspace(s.C), dy.data(), x.data(),
+                              gamma.data(), saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW, stream());
+}
+
+// ---- batch norm + activation (CUDA: fused kernels; CPU: the reference ops in sequence) ----
+namespace {
+void cpu_activation_forward(float* y, int64_t n, BnActivation act, float slope) {
+  if (act == BnActivation::ReLU) cpu::relu_forward(y, y, n);
+  if (act == BnActivation::LeakyReLU) cpu::leaky_relu_forward(y, y, slope, n);
+}
+}  // namespace
+
+void batchnorm_activation_forward_train(Tensor& y, Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean,
+                                        Tensor& running_var, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                        double momentum, double eps, BnActivation act, float slope) {
+  const Nchw s = nchw(x);
+  require_same_numel("batchnorm_activation_forward_train", y, x);
+  if (same_device("batchnorm_activation_forward_train", y, x, gamma, beta, running_mean, running_var) == Device::CPU) {
+    cpu::batchnorm_forward_train(y.data(), saved_mean.data(), saved_invstd.data(), running_mean.data(),
+                                 running_var.data(), x.data(), gamma.data(), beta.data(), s.N, s.C, s.HW,
+                                 momentum, eps);
+    cpu_activation_forward(y.data(), y.numel(), act, slope);
+  } else {
+    kcuda::batchnorm_act_forward_train(y.data(), saved_mean.data(), saved_invstd.data(), running_mean.data(),
+                                       running_var.data(), batchnorm_workspace(s.C), x.data(), gamma.data(),
+                                       beta.data(), s.N, s.C, s.HW, momentum, eps, act, slope, 0, stream());
+  }
+}
+
+void batchnorm_activation_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                       const Tensor& running_mean, const Tensor& running_var, double eps,
+                                       BnActivation act, float slope) {
+  const Nchw s = nchw(x);
+  require_same_numel("batchnorm_activation_forward_eval", y, x);
+  if (same_device("batchnorm_activation_forward_eval", y, x, gamma, beta, running_mean, running_var) == Device::CPU) {
+    cpu::batchnorm_forward_eval(y.data(), x.data(), gamma.data(), beta.data(), running_mean.data(),
+                                running_var.data(), s.N, s.C, s.HW, eps);
+    cpu_activation_forward(y.data(), y.numel(), act, slope);
+  } else {
+    kcuda::batchnorm_act_forward_eval(y.data(), x.data(), gamma.data(), beta.data(), running_mean.data(),
+                                      running_var.data(), s.N, s.C, s.HW, eps, act, slope, stream());
+  }
+}
+
+void batchnorm_activation_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, Tensor& dy, const Tensor& y,
+                                   const Tensor& x, const Tensor& gamma, const Tensor& saved_mean,
+                                   const Tensor& saved_invstd, BnActivation act, float slope) {
+  const Nchw s = nchw(x);
+  require_same_numel("batchnorm_activation_backward", dx, dy);
+  require_same_numel("batchnorm_activation_backward", y, dy);
+  if (dx.data() == dy.data()) throw std::invalid_argument("batchnorm_activation_backward: dx must not alias dy");
+  if (same_device("batchnorm_activation_backward", dx, dgamma, dbeta, dy, y, x, gamma) == Device::CPU) {
+    if (act == BnActivation::ReLU) cpu::relu_backward(dy.data(), dy.data(), y.data(), dy.numel());
+    if (act == BnActivation::LeakyReLU) cpu::leaky_relu_backward(dy.data(), dy.data(), y.data(), slope, dy.numel());
+    cpu::batchnorm_backward(dx.data(), dgamma.data(), dbeta.data(), dy.data(), x.data(), gamma.data(),
+                            saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW);
+  } else {
+    kcuda::batchnorm_act_backward(dx.data(), dgamma.data(), dbeta.data(), batchnorm_workspace(s.C), dy.data(),
+                                  y.data(), x.data(), gamma.data(), saved_mean.data(), saved_invstd.data(), s.N, s.C,
+                                  s.HW, act, slope, 0, stream());
+  }
+}
+
+void reserve_batchnorm_workspace(int64_t channels, Device device) {
+  if (device == Device::CUDA) batchnorm_workspace(channels);
 }
 
 // ---- loss ----

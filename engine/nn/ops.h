@@ -8,6 +8,7 @@
 
 #include "engine/nn/conv_shape.h"
 #include "engine/core/tensor.h"
+#include "kernels/batchnorm.h"  // BnActivation
 
 namespace ds {
 
@@ -27,6 +28,26 @@ void batchnorm_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, con
                             const Tensor& running_mean, const Tensor& running_var, double eps);
 void batchnorm_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy, const Tensor& x,
                         const Tensor& gamma, const Tensor& saved_mean, const Tensor& saved_invstd);
+
+// ---- batch norm fused with the activation after it (ReLU, LeakyReLU; None = plain batch norm) ----
+// Same meaning as the batch norm above followed by the activation in place on y. On CUDA: split,
+// deterministic reductions and one pass writing y (kernels/batchnorm.cu); on the CPU: the reference ops
+// one after the other.
+void batchnorm_activation_forward_train(Tensor& y, Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean,
+                                        Tensor& running_var, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                        double momentum, double eps, BnActivation act, float slope);
+void batchnorm_activation_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                       const Tensor& running_mean, const Tensor& running_var, double eps,
+                                       BnActivation act, float slope);
+// From dy = dL/d(activation output) and y, the forward output: dx WRITTEN (must not alias dy), dgamma
+// and dbeta ACCUMULATE. dy is scratch: afterwards it holds dL/d(activation input) on the CPU (the
+// reference runs the activation's backward in place there) and is unchanged on CUDA; read neither.
+void batchnorm_activation_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, Tensor& dy, const Tensor& y,
+                                   const Tensor& x, const Tensor& gamma, const Tensor& saved_mean,
+                                   const Tensor& saved_invstd, BnActivation act, float slope);
+// Grows the CUDA context's workspace to what a batch norm over `channels` channels needs (the split
+// reduction's partial sums), so a training step never allocates. No-op on the CPU.
+void reserve_batchnorm_workspace(int64_t channels, Device device);
 
 // ---- loss: mean BCE-with-logits against one target for the whole batch ----
 // loss[0] = mean loss, probability[0] = mean sigmoid(logits); dlogits = d(mean loss)/d logits.

@@ -58,6 +58,7 @@ void check_batchnorm_against_reference(Size s, uint32_t seed) {
   auto d_x = DeviceBuffer<float>::from_host(x), d_gamma = DeviceBuffer<float>::from_host(gamma);
   auto d_beta = DeviceBuffer<float>::from_host(beta);
   auto d_rm0 = DeviceBuffer<float>::from_host(running_mean0), d_rv0 = DeviceBuffer<float>::from_host(running_var0);
+  DeviceBuffer<double> d_ws(ds::batchnorm_workspace_bytes(s.C) / sizeof(double));  // the split reduction's partials
 
   SUBCASE("forward eval") {
     std::vector<float> y_ref(count), y(count, kNaN);
@@ -75,7 +76,7 @@ void check_batchnorm_against_reference(Size s, uint32_t seed) {
     std::vector<float> y(count), mean(C), invstd(C), rm = running_mean0, rv = running_var0;
     DeviceBuffer<float> d_y(count), d_mean(C), d_invstd(C), d_rm(C), d_rv(C);
     CHECK_THROWS_AS(ds::kcuda::batchnorm_forward_train(d_y.get(), d_mean.get(), d_invstd.get(), d_rm.get(),
-                                                       d_rv.get(), d_x.get(), d_gamma.get(), d_beta.get(), s.N, s.C,
+                                                       d_rv.get(), d_ws.get(), d_x.get(), d_gamma.get(), d_beta.get(), s.N, s.C,
                                                        s.HW, momentum, eps, stream),
                     std::invalid_argument);
     CHECK_THROWS_AS(ds::cpu::batchnorm_forward_train(y.data(), mean.data(), invstd.data(), rm.data(), rv.data(),
@@ -96,7 +97,7 @@ void check_batchnorm_against_reference(Size s, uint32_t seed) {
       auto d_mean = poisoned(C, kNaN);
       auto d_invstd = poisoned(C, kNaN);
       auto d_rm = DeviceBuffer<float>::from_host(running_mean0), d_rv = DeviceBuffer<float>::from_host(running_var0);
-      ds::kcuda::batchnorm_forward_train(d_y.get(), d_mean.get(), d_invstd.get(), d_rm.get(), d_rv.get(), d_x.get(),
+      ds::kcuda::batchnorm_forward_train(d_y.get(), d_mean.get(), d_invstd.get(), d_rm.get(), d_rv.get(), d_ws.get(), d_x.get(),
                                          d_gamma.get(), d_beta.get(), s.N, s.C, s.HW, momentum, eps, stream);
       const std::vector<float> y = download(d_y), saved_mean = download(d_mean), saved_invstd = download(d_invstd);
       const std::vector<float> rm = download(d_rm), rv = download(d_rv);
@@ -126,7 +127,7 @@ void check_batchnorm_against_reference(Size s, uint32_t seed) {
     auto d_dy = DeviceBuffer<float>::from_host(dy);
     auto d_mean = DeviceBuffer<float>::from_host(saved_mean_ref);
     auto d_invstd = DeviceBuffer<float>::from_host(saved_invstd_ref);
-    ds::kcuda::batchnorm_backward(d_dx.get(), d_dgamma.get(), d_dbeta.get(), d_dy.get(), d_x.get(), d_gamma.get(),
+    ds::kcuda::batchnorm_backward(d_dx.get(), d_dgamma.get(), d_dbeta.get(), d_ws.get(), d_dy.get(), d_x.get(), d_gamma.get(),
                                   d_mean.get(), d_invstd.get(), s.N, s.C, s.HW, stream);
     const std::vector<float> dx = download(d_dx), dgamma = download(d_dgamma), dbeta = download(d_dbeta);
     CHECK(normalised_error(dx, dx_ref) <= kTolerance);

@@ -84,9 +84,12 @@ void nonzero_ranges(std::vector<int>& begin, std::vector<int>& end, const float*
 // the size (FFTW_MEASURE would time candidates and could pick differently from run to run, changing the
 // rounding of datasets made from the same audio). Planning is not thread-safe, hence the lock;
 // executing one plan from several threads on their own arrays is (FFTW manual, "Thread safety").
+// The cache lives as long as the process and is never destroyed: a map destroyed at exit dropped the
+// plans without fftwf_destroy_plan (LeakSanitizer's report), and destroying them instead could pull
+// a plan from under a thread still transforming while the process exits.
 fftwf_plan r2c_plan(int n_fft) {
   static std::mutex lock;
-  static std::map<int, fftwf_plan> plans;
+  static std::map<int, fftwf_plan>& plans = *new std::map<int, fftwf_plan>;
   std::lock_guard<std::mutex> guard(lock);
   auto it = plans.find(n_fft);
   if (it != plans.end()) return it->second;

@@ -15,8 +15,6 @@ namespace ds::bench {
 
 namespace {
 
-constexpr double kBnMomentum = 0.1, kBnEps = 1e-5;  // as engine/nn/dcgan.cpp
-
 std::vector<float> normal_values(int64_t n, uint32_t stream) {
   std::vector<float> v(static_cast<size_t>(n));
   Philox(3, stream).fill_normal(v.data(), 0.f, 1.f, n);

@@ -36,7 +36,7 @@ reports="$build_abs/sanitizer-reports"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:handle_segv=0:log_path=$reports/asan}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/tests/sanitizer_leaks.supp:print_suppressions=0}"
-export DS_SANITIZER_REPORT_DIR="$reports"  # UBSan's reports, through tests/sanitizer_report_hook.cpp
+export DS_SANITIZER_REPORT_DIR="$reports"  # UBSan's reports, through tests/sanitizer/report_hook.cpp
 # ASan's redzones make frames larger: fibers get 4x the default 64 KiB stack.
 export DS_EMU_STACK_KIB="${DS_EMU_STACK_KIB:-256}"
 
@@ -46,8 +46,8 @@ rm -rf "$reports"
 mkdir -p "$reports"
 # UBSan's report hook, plain (uninstrumented) code linked into every executable of this build only.
 hook="$build_abs/sanitizer_report_hook.o"
-if [ ! -f "$hook" ] || [ tests/sanitizer_report_hook.cpp -nt "$hook" ]; then
-  ${CXX:-c++} -O1 -c tests/sanitizer_report_hook.cpp -o "$hook"
+if [ ! -f "$hook" ] || [ tests/sanitizer/report_hook.cpp -nt "$hook" ]; then
+  ${CXX:-c++} -O1 -c tests/sanitizer/report_hook.cpp -o "$hook"
 fi
 # -O1: ASan's recommended level; much faster to compile than -O3 and the tests stay quick enough.
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \

@@ -11,11 +11,6 @@
 
 namespace ds {
 
-namespace {
-constexpr double kBnMomentum = 0.1;  // PyTorch keeps these as doubles
-constexpr double kBnEps = 1e-5;
-constexpr float kLeakySlope = 0.2f;
-}  // namespace
 
 bool is_four_times_power_of_two(int64_t v) {
   if (v < 4 || v % 4 != 0) return false;

@@ -42,6 +42,10 @@ struct NamedTensor {
 };
 
 enum class Activation { ReLU, LeakyReLU, Tanh, None };
+// The example's constants (PyTorch keeps BN's momentum and eps as doubles); the bench uses them too.
+constexpr double kBnMomentum = 0.1;
+constexpr double kBnEps = 1e-5;
+constexpr float kLeakySlope = 0.2f;
 
 // A stage's activation in place on y (LeakyReLU with DCGAN's slope 0.2); None does nothing.
 void activation_forward(Activation a, Tensor& y);

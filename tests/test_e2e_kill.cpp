@@ -82,7 +82,9 @@ TEST_CASE("e2e kill -9: a train killed at random moments, checkpoint writes incl
   const fs::path dir = fresh_dir("e2e_kill");
   const std::string data = write_tiny_dataset(dir);
   const fs::path run = dir / "run", straight = dir / "straight";
-  const int64_t target = 40;
+  // Enough steps that 14 kills (each costs ~1–3 steps) never reach the end on a fast idle machine (~8 steps in 80 ms there): at 40
+  // an idle 2-core machine finished after 5 kills.
+  const int64_t target = 400;
   // A checkpoint every step (three atomic writes, each with two fsyncs): a good part of a step's time
   // is spent inside a write. Sample grids every 5 steps add PNG writes.
   const std::vector<std::string> flags{"--data", data, "--steps", std::to_string(target), "--batch", "4", "--nz", "8",

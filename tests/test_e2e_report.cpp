@@ -81,7 +81,10 @@ TEST_CASE("e2e report: a tiny real run's page, parsed and drawn by headless chro
   REQUIRE(fs::is_regular_file(page));
   const std::string html = ds::read_file_text(page.string());
   CHECK(count_of(html, "<audio controls") == 2);
-  CHECK(count_of(html, "<path d=\"M") == 5);
+  // Five curves (Loss_D, Loss_G, D(x), D(G(z)) before and after D's update) plus the SWD, which train
+  // logs by default at the last step: its mean and its two levels (32×64, 16×32) in a third chart.
+  CHECK(count_of(html, "<path d=\"M") == 5 + 3);
+  CHECK(contains(html, "Sliced Wasserstein distance"));
 
   // Not a run: refused with the folder named, exit non-zero.
   fs::create_directories(dir / "not_a_run");
@@ -104,8 +107,8 @@ TEST_CASE("e2e report: a tiny real run's page, parsed and drawn by headless chro
   // Its stderr is noise (no dbus, no GPU) unless it failed: shown only then.
   REQUIRE_MESSAGE(dom_rc == 0, "chromium stderr: " << ds::read_file_text((dir / "dom.err").string()).substr(0, 3000));
   const std::string dom = ds::read_file_text(dom_path.string());
-  CHECK(count_of(dom, "<svg") == 2);
-  CHECK(count_of(dom, "<path d=\"M") == 5);
+  CHECK(count_of(dom, "<svg") == 3);
+  CHECK(count_of(dom, "<path d=\"M") == 5 + 3);
   CHECK(count_of(dom, "<img") == 4 + 2);  // 12 steps / 3: grids at steps 3, 6, 9, 12; a mel image per clip
   CHECK(count_of(dom, "<audio controls") == 2);
   CHECK(contains(dom, "src=\"data:audio/wav;base64,UklGR"));  // "RIFF" survived into the element

@@ -392,15 +392,20 @@ int main(int argc, char** argv) {
           return 0;
         }
       }
-      if (train->count("--swd-every") || train_swd_every == 0) {
-        tc.swd_every = train_swd_every;  // asked for: images too small for the SWD are an error
-      } else {                           // the default: on where the images allow it
-        const ImageDataset shape = load_image_dataset(tc.data_path);
-        tc.swd_every = swd_level_count(shape.height, shape.width, SwdOptions{}.min_resolution) > 0 ? train_swd_every : 0;
-      }
       if (tc.dump_step > 0) check_dump_request(tc.out_dir, tc.dump_step, tc.steps, resumed_at);
       check_run_folder_writable(tc.out_dir);  // names the folder now, not at the first checkpoint
       tc.device = pick_device(train_device);
+      if (train->count("--swd-every") || train_swd_every == 0) {
+        tc.swd_every = train_swd_every;  // asked for: images too small for the SWD are an error
+      } else if (tc.device == Device::CUDA) {
+        // The SWD runs on the CPU: at 128×512 one measurement costs minutes of CPU against milliseconds
+        // per GPU step, so on CUDA it is logged only when asked for.
+        tc.swd_every = 0;
+        std::printf("SWD not logged on CUDA unless asked for (it runs on the CPU): --swd-every N logs it\n");
+      } else {  // the CPU default: on where the images allow it
+        const ImageDataset shape = load_image_dataset(tc.data_path);
+        tc.swd_every = swd_level_count(shape.height, shape.width, SwdOptions{}.min_resolution) > 0 ? train_swd_every : 0;
+      }
       apply_precision(parse_precision(train_precision), tc.device);  // before the models' cuDNN plans
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);

@@ -387,10 +387,13 @@ TEST_CASE("e2e audio stream files cut at 60 % (Ogg, FLAC, MP3 with a Xing count)
   const fs::path dir = fresh_dir("audio_stream/cut");
   const int sr = 44100;
   std::vector<float> clip = song_clip(sr);
-  // 20 s (the clip three times): a 60 % cut keeps 12 s, 6 two-second slices.
+  // 20 s (the 6.5 s clip three times and its first 0.5 s): a 60 % cut keeps 12 s, 6 two-second slices.
+  // (This appended the first 7 s of the 6.5 s clip until AddressSanitizer caught the read past its end.)
   const std::vector<float> once = clip;
+  REQUIRE(once.size() == static_cast<size_t>(sr * 6.5));
   clip.insert(clip.end(), once.begin(), once.end());
-  clip.insert(clip.end(), once.begin(), once.begin() + static_cast<int64_t>(sr * 7.0));
+  clip.insert(clip.end(), once.begin(), once.end());
+  clip.insert(clip.end(), once.begin(), once.begin() + static_cast<int64_t>(sr * 0.5));
   const std::string wav = (dir / "src.wav").string();
   write_mono(wav, SF_FORMAT_WAV | SF_FORMAT_PCM_16, sr, clip);
   fs::create_directories(dir / "whole");

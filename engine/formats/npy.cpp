@@ -103,7 +103,9 @@ float half_to_float(uint16_t half) {
 
 int64_t NpyArray::numel() const {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  // A lying header's shape can overflow int64 (found by fuzz_npy under UBSan): an error, not UB.
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n)) throw std::runtime_error("npy: the shape's element count overflows 64 bits");
   return n;
 }
 

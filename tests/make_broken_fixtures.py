@@ -131,6 +131,10 @@ def main():
     # 16384×16400 RGB: 0.8 GB decoded, under stb's own 2^30-byte PNG limit; refused from the header.
     put("png_huge_dimensions.png", png_bytes(16384, 16400, 2, rows))
     put("png_wrong_depth.png", png[:24] + bytes([7]) + png[25:])  # bit depth 7 (CRC left stale as well)
+    # A zero-length IDAT before the real one, which is cut short: stb memcpy'd 0 bytes to its still
+    # null IDAT buffer (undefined behaviour, found by fuzz_image under UBSan); must be a plain error.
+    empty_idat = struct.pack(">I", 0) + b"IDAT" + struct.pack(">I", zlib.crc32(b"IDAT"))
+    put("png_empty_idat_truncated.png", png[:33] + empty_idat + png[33:33 + (len(png) - 33) // 2])
     put("jpg_truncated.jpg", JPEG_4x4[: len(JPEG_4x4) * 2 // 3])
     # A DHT table whose 16 code counts sum to 4080: Debian's stb_image writes that many entries into
     # arrays of 257 (found by tests/fuzz/fuzz_image); prepare-images must refuse it before stb runs.

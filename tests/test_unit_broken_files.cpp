@@ -116,6 +116,7 @@ TEST_CASE("unit broken files PNG and JPEG: each skipped by prepare-images with i
                         {"png_truncated.png", ""},
                         {"png_huge_dimensions.png", "16384×16400 pixels, more than the 268435456 accepted"},
                         {"png_wrong_depth.png", ""},
+                        {"png_empty_idat_truncated.png", ""},
                         {"jpg_truncated.jpg", ""},
                         {"jpg_huffman_overflow.jpg", "a Huffman table (DHT) lists more than 256 codes"},
                         {"jpg_fill_huffman_overflow.jpg", "a Huffman table (DHT) lists more than 256 codes"},
@@ -149,6 +150,36 @@ TEST_CASE("unit broken files PNG and JPEG: each skipped by prepare-images with i
       ds::prepare_images(p, (dir / "out2.npy").string(), 8, 8, 3, options);
     });
   }
+}
+
+TEST_CASE("unit broken files PNG: a legal zero-length IDAT chunk decodes to the same pixels") {
+  // PNG lets the compressed stream be split anywhere, an empty IDAT included; decode_image drops such
+  // chunks before stb (which would memcpy 0 bytes to a null buffer), so the file must still decode.
+  const fs::path dir = ds::test::fresh_dir("broken_files/empty_idat");
+  float grid[3 * 5 * 7];
+  for (int i = 0; i < 3 * 5 * 7; ++i) grid[i] = static_cast<float>(i % 11) / 5.f - 1.f;
+  ds::write_png_grid((dir / "plain.png").string(), grid, 1, 3, 5, 7);
+  const std::string plain = ds::read_file_text((dir / "plain.png").string());
+  REQUIRE(plain.size() > 33);
+  REQUIRE(plain.compare(12, 4, "IHDR") == 0);  // signature (8) + IHDR chunk (4 + 4 + 13 + 4) = 33 bytes
+  // length 0, "IDAT", CRC-32 of "IDAT" (0x35AF061E), inserted twice right after IHDR, once before IEND.
+  const std::string empty("\0\0\0\0IDAT\x35\xAF\x06\x1E", 12);
+  std::string with_empty = plain.substr(0, 33) + empty + empty + plain.substr(33);
+  with_empty.insert(with_empty.size() - 12, empty);
+  auto decode = [](const std::string& bytes, int* h, int* w, int* c) {
+    return ds::decode_image(h, w, c, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  };
+  int h0 = 0, w0 = 0, c0 = 0, h1 = 0, w1 = 0, c1 = 0;
+  const std::vector<uint8_t> want = decode(plain, &h0, &w0, &c0);
+  const std::vector<uint8_t> got = decode(with_empty, &h1, &w1, &c1);
+  CHECK(h1 == h0);
+  CHECK(w1 == w0);
+  CHECK(c1 == c0);
+  CHECK(got == want);
+  // And the fuzz-found file (an empty IDAT, then the real one cut short) is a plain error.
+  const std::string cut = ds::read_file_text(broken("png_empty_idat_truncated.png"));
+  int h = 0, w = 0, c = 0;
+  CHECK_THROWS_AS(decode(cut, &h, &w, &c), std::runtime_error);
 }
 
 TEST_CASE("unit broken files WAV and FLAC: refused naming the file, or decoded head flagged truncated") {

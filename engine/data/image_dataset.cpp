@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -286,6 +287,36 @@ bool pnm_header_fits(const uint8_t* b, size_t n) {
   return true;
 }
 
+// The same stb copies a PNG's IDAT chunks into a buffer it allocates only once data arrives: a
+// zero-length IDAT before any other (legal: the compressed stream may be split anywhere) makes it
+// memcpy 0 bytes to a null pointer, undefined behaviour (stbi__getn; found by tests/fuzz/fuzz_image
+// under UBSan). Such chunks carry nothing, so they are dropped from a copy that stb reads instead;
+// stb checks no CRC, and every other byte is kept. Returns an empty vector when there is none.
+std::vector<uint8_t> png_without_empty_idat(const uint8_t* b, size_t n) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (n < 8 || std::memcmp(b, kSignature, 8) != 0) return {};
+  auto empty_idat_at = [&](size_t i) {
+    return i + 8 <= n && b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 0 && b[i + 3] == 0 && std::memcmp(b + i + 4, "IDAT", 4) == 0;
+  };
+  bool any = false;
+  for (size_t i = 8; i + 8 <= n;) {  // length (4, big-endian), type (4), data, CRC (4)
+    if (empty_idat_at(i)) any = true;
+    const uint64_t length = (uint64_t{b[i]} << 24) | (uint64_t{b[i + 1]} << 16) | (uint64_t{b[i + 2]} << 8) | b[i + 3];
+    i += 12 + length;
+  }
+  if (!any) return {};
+  std::vector<uint8_t> out(b, b + 8);
+  size_t i = 8;
+  while (i + 8 <= n) {
+    const uint64_t length = (uint64_t{b[i]} << 24) | (uint64_t{b[i + 1]} << 16) | (uint64_t{b[i + 2]} << 8) | b[i + 3];
+    const size_t end = static_cast<size_t>(std::min<uint64_t>(n, i + 12 + length));
+    if (!empty_idat_at(i)) out.insert(out.end(), b + i, b + end);
+    i = end;
+  }
+  out.insert(out.end(), b + i, b + n);  // a cut-off tail, as it was
+  return out;
+}
+
 }  // namespace
 
 std::vector<uint8_t> decode_image(int* height, int* width, int* channels, const uint8_t* bytes, size_t size,
@@ -297,6 +328,8 @@ std::vector<uint8_t> decode_image(int* height, int* width, int* channels, const 
   if (!jpeg_huffman_tables_fit(bytes, size)) {
     throw std::runtime_error("corrupt JPEG: a Huffman table (DHT) lists more than 256 codes");
   }
+  const std::vector<uint8_t> stripped = png_without_empty_idat(bytes, size);
+  if (!stripped.empty()) return decode_image(height, width, channels, stripped.data(), stripped.size(), max_pixels);
   int w = 0, h = 0, comp = 0;
   if (stbi_info_from_memory(bytes, length, &w, &h, &comp) && static_cast<int64_t>(w) * h > max_pixels) {
     throw std::runtime_error("its header claims " + std::to_string(w) + "×" + std::to_string(h) +

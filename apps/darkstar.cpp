@@ -235,6 +235,9 @@ int main(int argc, char** argv) {
   listen->add_option("--wav-format", li_wav_format, "pcm16 (default), pcm24 or float")
       ->check(CLI::IsMember({"pcm16", "pcm24", "float"}));
   listen->add_option("--device", li_device, "auto|cpu|cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  listen->add_option("--batch", lo.inversion_batch,
+                     "on CUDA: slices inverted at once (NNLS + Griffin-Lim); default: what half the free GPU memory holds, at most 64")
+      ->check(CLI::PositiveNumber);
 
   // ---- inspect (a group: `inspect data`, and other inspection tools beside it) ----
   auto* inspect = app.add_subcommand("inspect", "look at a dataset (or a run) before spending hours on it");

@@ -43,9 +43,10 @@ int64_t griffin_lim_length(const MelParams& p, int64_t frames, int64_t length);
 
 class GriffinLimGpu {
  public:
-  // Window, buffers and both cuFFT plans for spectra of `frames` frames. Throws std::invalid_argument for
-  // parameters the GPU path does not implement (center=false) or griffin_lim refuses.
-  GriffinLimGpu(const MelParams& p, int64_t frames);
+  // Window, buffers and both cuFFT plans for `slices` spectra of `frames` frames each (one batched R2C and
+  // C2R of slices·frames transforms). Throws std::invalid_argument for parameters the GPU path does not
+  // implement (center=false) or griffin_lim refuses.
+  GriffinLimGpu(const MelParams& p, int64_t frames, int64_t slices = 1);
   ~GriffinLimGpu();
   GriffinLimGpu(const GriffinLimGpu&) = delete;
   GriffinLimGpu& operator=(const GriffinLimGpu&) = delete;
@@ -56,28 +57,52 @@ class GriffinLimGpu {
   std::vector<float> run(const float* magnitude_host, int iters, float momentum, uint64_t seed,
                          int64_t length = -1, bool random_init = true);
 
+  // n_slices (1 ≤ n_slices ≤ slices()) Griffin-Lims at once. magnitude_device: n_slices × frames × n_freqs
+  // on the device (the spectrum layout; kernels/nnls.h writes it); seeds[s]: slice s's seed. Returns
+  // n_slices × length samples (host), slice s what run() of slice s alone with seeds[s] returns: every
+  // kernel treats the slices independently and each transform is its own FFT. A count other than
+  // slices() (a last, short chunk) gets its own plans, kept until another count comes.
+  std::vector<float> run_batch(const float* magnitude_device, int64_t n_slices, int iters, float momentum,
+                               const uint64_t* seeds, int64_t length = -1, bool random_init = true);
+
   const MelParams& params() const { return p_; }
   int64_t frames() const { return frames_; }
+  int64_t slices() const { return slices_; }
+
+  // Device bytes a GriffinLimGpu for `slices` slices allocates, cuFFT's two work areas estimated as one
+  // complex copy of the frame rows each (cufftEstimateMany is only an estimate too); for sizing chunks.
+  static size_t device_bytes(const MelParams& p, int64_t frames, int64_t slices);
 
  private:
-  // istft(angles_) into signal_ (length samples). The C2R may scribble over angles_ (see the .cpp).
-  void inverse_stft(int64_t length);
+  struct Plans {
+    cufftHandle r2c = 0, c2r = 0;
+    int64_t slices = 0;
+  };
+  Plans make_plans(int64_t slices) const;
+  static void destroy(Plans& plans);
+  const Plans& plans_for(int64_t n_slices);
+  // istft(angles_) of n_slices slices into signal_ (n_slices × length). The C2R may scribble over angles_.
+  void inverse_stft(const Plans& plans, int64_t n_slices, int64_t length);
+  // The loop of run/run_batch once the magnitude (n_slices × frames × n_freqs) is on the device.
+  std::vector<float> iterate(const float* magnitude, int64_t n_slices, int iters, float momentum,
+                             const uint64_t* seeds, int64_t length, bool random_init);
 
   MelParams p_;
   int64_t frames_ = 0;
+  int64_t slices_ = 1;
   int64_t max_length_ = 0;             // the longest signal that still gives frames_ frames
   int64_t wss_length_ = -1;            // the length window_sum_square_ was made for
   std::vector<float> wss_host_;        // kept alive until the asynchronous upload has read it
   DeviceBuffer<float> window_;         // n_fft (stft_window)
   DeviceBuffer<float> window_sum_square_;  // max_length_ (the first wss_length_ used)
-  DeviceBuffer<float> magnitude_in_;   // n_freqs × frames (as given)
-  DeviceBuffer<float> magnitude_;      // frames × n_freqs
-  DeviceBuffer<float2> angles_;        // frames × n_freqs: magnitude · phasor
-  DeviceBuffer<float2> tprev_;         // frames × n_freqs: the previous rebuilt spectrum
-  DeviceBuffer<float2> rebuilt_;       // frames × n_freqs: STFT of the last iSTFT
-  DeviceBuffer<float> frame_rows_;     // frames × n_fft: C2R output / R2C input
-  DeviceBuffer<float> signal_;         // max_length_ samples
-  cufftHandle r2c_ = 0, c2r_ = 0;
+  DeviceBuffer<float> magnitude_in_;   // n_freqs × frames (run's host magnitude, as given)
+  DeviceBuffer<float> magnitude_;      // frames × n_freqs (run's magnitude, transposed)
+  DeviceBuffer<float2> angles_;        // slices × frames × n_freqs: magnitude · phasor
+  DeviceBuffer<float2> tprev_;         // slices × frames × n_freqs: the previous rebuilt spectrum
+  DeviceBuffer<float2> rebuilt_;       // slices × frames × n_freqs: STFT of the last iSTFT
+  DeviceBuffer<float> frame_rows_;     // slices × frames × n_fft: C2R output / R2C input
+  DeviceBuffer<float> signal_;         // slices × max_length_ samples (n_slices × length used)
+  Plans full_, tail_;                  // batch slices_ · frames_, and the last other count asked for
 };
 
 }  // namespace ds

@@ -14,9 +14,10 @@
 #include <sndfile.h>
 
 #include "audio/griffin_lim.h"
-#include "audio/griffin_lim_gpu.h"
 #include "audio/mel_cpu.h"
 #include "audio/mel_inverse.h"
+#include "audio/mel_inversion_batch.h"
+#include "engine/core/cuda_context.h"
 #include "audio/prepare_audio.h"
 #include "engine/formats/atomic_file.h"
 #include "engine/train/checkpoint.h"
@@ -170,20 +171,46 @@ std::vector<float> slerp(const float* a, const float* b, int64_t n, double t) {
 
 // ---- inversion -------------------------------------------------------------------------------
 
-// One GriffinLimGpu (cuFFT plans and buffers) reused across the slices of a listen call: every
-// slice of a dataset or a generator has the same STFT layout, so planning once is enough.
-static GriffinLimGpu& cached_griffin_lim_gpu(const MelParams& p, int64_t frames) {
-  static std::unique_ptr<GriffinLimGpu> cached;
-  const bool same = cached && cached->frames() == frames && cached->params().sr == p.sr &&
-                    cached->params().n_fft == p.n_fft && cached->params().hop == p.hop &&
-                    cached->params().win == p.win && cached->params().center == p.center &&
-                    cached->params().pad_mode == p.pad_mode;
-  if (!same) cached = std::make_unique<GriffinLimGpu>(p, frames);
+namespace {
+
+// One MelInversionGpu (NNLS plan, buffers, cuFFT plans) reused across the chunks and calls of a process:
+// every slice of a dataset or a generator has the same layout, so planning once is enough. Rebuilt when
+// the layout or the requested batch changes.
+MelInversionGpu& cached_mel_inversion_gpu(const MelParams& p, int64_t requested_batch, int64_t n) {
+  static std::unique_ptr<MelInversionGpu> cached;
+  static int64_t cached_request = -1;
+  static bool cut_to_count = false;  // an automatic batch that was limited by the slices of its first call
+  const MelParams* q = cached ? &cached->params() : nullptr;
+  const bool same = q && cached_request == requested_batch && q->sr == p.sr && q->n_fft == p.n_fft &&
+                    q->hop == p.hop && q->win == p.win && q->center == p.center && q->pad_mode == p.pad_mode &&
+                    q->n_mels == p.n_mels && q->fmin == p.fmin && q->fmax == p.fmax &&
+                    q->slice_samples() == p.slice_samples() && mel_filterbank(*q) == mel_filterbank(p);
+  if (same && !(cut_to_count && n > cached->batch())) return *cached;
+  cached.reset();  // its device memory back before the free memory is measured
+  int64_t batch = requested_batch;
+  size_t free_bytes = 0, total_bytes = 0;
+  cut_to_count = false;
+  if (batch < 1) {
+    CudaContext::get();  // the context (and its stream) exists before memory is asked
+    DS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    batch = auto_inversion_batch(p, free_bytes, n);
+    cut_to_count = batch == n && n < kMaxAutoInversionBatch;
+  }
+  cached = std::make_unique<MelInversionGpu>(p, batch);
+  cached_request = requested_batch;
+  const double mib = double(inversion_bytes_per_slice(p)) / (1 << 20);
+  if (requested_batch < 1)
+    std::fprintf(stderr, "listen: inverting up to %lld slices at once on the GPU (about %.0f MiB each; %.0f MiB of "
+                         "%.0f MiB free; --batch N to choose)\n",
+                 static_cast<long long>(batch), mib, double(free_bytes) / (1 << 20), double(total_bytes) / (1 << 20));
+  else
+    std::fprintf(stderr, "listen: inverting up to %lld slices at once on the GPU (--batch; about %.0f MiB each)\n",
+                 static_cast<long long>(batch), mib);
   return *cached;
 }
 
-std::vector<float> invert_mel_image(const float* image, const MelParams& p, double ref_db,
-                                    const ListenOptions& options, double* spectral_convergence) {
+// [−1, 1] image → mel power (n_mels × frames) at level ref_db, undoing the seed layout's resize.
+std::vector<float> mel_image_to_power(const float* image, const MelParams& p, double ref_db) {
   const int64_t L = p.slice_samples();
   const int H = p.image_height(), W = p.image_width();
   const int frames = static_cast<int>(p.stft_frames(L));
@@ -201,27 +228,65 @@ std::vector<float> invert_mel_image(const float* image, const MelParams& p, doub
   }
   std::vector<float> power(db.size());
   for (size_t i = 0; i < db.size(); ++i) power[i] = static_cast<float>(std::pow(10.0, (db[i] + ref_db) / 10.0));
+  return power;
+}
 
+// The header's spectral convergence of L samples of audio against the target mel power.
+double mel_spectral_convergence(const float* audio, const std::vector<float>& power, const MelParams& p) {
+  const std::vector<float> achieved = mel_power(audio, p.slice_samples(), p);
+  std::vector<float> target_mag(power.size()), achieved_mag(power.size());
+  for (size_t i = 0; i < power.size(); ++i) {
+    target_mag[i] = std::sqrt(power[i]);
+    achieved_mag[i] = std::sqrt(std::max(achieved[i], 0.0f));
+  }
+  return ds::spectral_convergence(target_mag.data(), achieved_mag.data(), static_cast<int64_t>(power.size()));
+}
+
+}  // namespace
+
+std::vector<float> invert_mel_image(const float* image, const MelParams& p, double ref_db,
+                                    const ListenOptions& options, double* spectral_convergence) {
+  if (options.device == Device::CUDA) {  // the batched GPU path with a batch of one
+    const uint64_t seed = options.seed;
+    return invert_mel_images(image, 1, p, &ref_db, &seed, options, spectral_convergence);
+  }
+  const int64_t L = p.slice_samples();
+  const int frames = static_cast<int>(p.stft_frames(L));
+  const std::vector<float> power = mel_image_to_power(image, p, ref_db);
   const std::vector<float> filterbank = mel_filterbank(p);
   const std::vector<float> magnitude =
       mel_to_linear(power.data(), filterbank.data(), p.n_mels, p.n_freqs(), frames, options.nnls_iters);
-  // Griffin-Lim with cuFFT on the GPU when listening on CUDA, else the CPU reference (same algorithm,
-  // same initial phases: audio/griffin_lim_gpu.h).
-  std::vector<float> audio =
-      options.device == Device::CUDA
-          ? cached_griffin_lim_gpu(p, frames).run(magnitude.data(), options.gl_iters, options.momentum, options.seed, L)
-          : griffin_lim(magnitude.data(), frames, p, options.gl_iters, options.momentum, options.seed, L);
+  std::vector<float> audio = griffin_lim(magnitude.data(), frames, p, options.gl_iters, options.momentum, options.seed, L);
+  if (spectral_convergence) *spectral_convergence = mel_spectral_convergence(audio.data(), power, p);
+  return audio;
+}
 
-  if (spectral_convergence) {
-    const std::vector<float> achieved = mel_power(audio.data(), L, p);
-    std::vector<float> target_mag(power.size()), achieved_mag(power.size());
-    for (size_t i = 0; i < power.size(); ++i) {
-      target_mag[i] = std::sqrt(power[i]);
-      achieved_mag[i] = std::sqrt(std::max(achieved[i], 0.0f));
+std::vector<float> invert_mel_images(const float* images, int64_t n, const MelParams& p, const double* ref_db,
+                                     const uint64_t* seeds, const ListenOptions& options, double* sc) {
+  const int64_t L = p.slice_samples(), image_size = static_cast<int64_t>(p.image_height()) * p.image_width();
+  if (options.device != Device::CUDA) {
+    std::vector<float> out(static_cast<size_t>(n * L));
+    for (int64_t i = 0; i < n; ++i) {
+      ListenOptions o = options;
+      o.seed = seeds[i];
+      const std::vector<float> audio = invert_mel_image(images + i * image_size, p, ref_db[i], o, sc ? sc + i : nullptr);
+      std::copy(audio.begin(), audio.end(), out.begin() + i * L);
     }
-    *spectral_convergence =
-        ds::spectral_convergence(target_mag.data(), achieved_mag.data(), static_cast<int64_t>(power.size()));
+    return out;
   }
+  const int64_t per_slice_mel = static_cast<int64_t>(p.n_mels) * p.stft_frames(L);
+  std::vector<float> power(static_cast<size_t>(n * per_slice_mel));
+  for (int64_t i = 0; i < n; ++i) {
+    const std::vector<float> slice = mel_image_to_power(images + i * image_size, p, ref_db[i]);
+    std::copy(slice.begin(), slice.end(), power.begin() + i * per_slice_mel);
+  }
+  MelInversionGpu& gpu = cached_mel_inversion_gpu(p, options.inversion_batch, n);
+  std::vector<float> audio = gpu.invert(power.data(), n, seeds, options.nnls_iters, options.gl_iters, options.momentum);
+  if (sc)
+    for (int64_t i = 0; i < n; ++i) {
+      const std::vector<float> target(power.begin() + i * per_slice_mel, power.begin() + (i + 1) * per_slice_mel);
+      sc[i] = mel_spectral_convergence(audio.data() + i * L, target, p);
+    }
   return audio;
 }
 
@@ -352,6 +417,13 @@ LoadedMelGenerator load_mel_generator(const std::string& checkpoint, const Liste
   return out;
 }
 
+// Slices handed to invert_mel_images at once: one on the CPU (slice after slice, as ever); on CUDA the
+// --batch or the automatic chunk's ceiling (invert_mel_images cuts it to what the device holds).
+int64_t inversion_chunk(const ListenOptions& options) {
+  if (options.device != Device::CUDA) return 1;
+  return options.inversion_batch > 0 ? options.inversion_batch : kMaxAutoInversionBatch;
+}
+
 // images (n × H×W) = G(z) for z (n × nz), in eval mode, in batches of the generator's batch size
 // (a short last batch padded with zeros: eval-mode BN makes samples independent of each other).
 std::vector<float> generate_images(Generator& G, const std::vector<float>& z, int64_t n, int64_t nz,
@@ -443,13 +515,24 @@ std::vector<ListenResult> listen_generated(const std::string& checkpoint, int64_
   const MelParams& p = info.mel;
   const int64_t image_size = info.height * info.width;
   const double ref_db = info.median_ref_db();
+  const int64_t L = p.slice_samples();
   std::vector<ListenResult> results;
-  for (int64_t s = 0; s < n; ++s) {
-    double sc = 0;
-    std::vector<float> audio = invert_mel_image(images.data() + s * image_size, p, ref_db, options, &sc);
-    results.push_back(write_result(paths[s], audio, images.data() + s * image_size,
-                                   static_cast<int>(info.height), static_cast<int>(info.width), p, sc, ref_db,
-                                   options));
+  // Every slice gets options.seed's phases (as one invert_mel_image call each would); on CUDA a chunk of
+  // slices is inverted at once, on the CPU one after another.
+  const int64_t chunk = inversion_chunk(options);
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t count = std::min(chunk, n - first);
+    const std::vector<double> ref_dbs(static_cast<size_t>(count), ref_db);
+    const std::vector<uint64_t> seeds(static_cast<size_t>(count), options.seed);
+    std::vector<double> sc(static_cast<size_t>(count), 0.0);
+    const std::vector<float> audio = invert_mel_images(images.data() + first * image_size, count, p, ref_dbs.data(),
+                                                       seeds.data(), options, sc.data());
+    for (int64_t b = 0; b < count; ++b) {
+      const int64_t s = first + b;
+      std::vector<float> slice(audio.begin() + b * L, audio.begin() + (b + 1) * L);
+      results.push_back(write_result(paths[s], slice, images.data() + s * image_size, static_cast<int>(info.height),
+                                     static_cast<int>(info.width), p, sc[b], ref_db, options));
+    }
   }
   return results;
 }
@@ -488,7 +571,10 @@ ListenResult listen_walk(const std::string& checkpoint, double seconds, const st
   std::vector<float> out_block(static_cast<size_t>(L));
   int64_t written = 0;
   double sc_sum = 0, peak = 0;
-  const int64_t B = std::max<int64_t>(1, lg.g.generator->batch());
+  // Slices generated (in generator batches) and inverted together: one generator batch on the CPU, as
+  // many slices as a GPU inversion chunk on CUDA.
+  const int64_t B = std::max<int64_t>(std::max<int64_t>(1, lg.g.generator->batch()),
+                                      options.device == Device::CUDA ? inversion_chunk(options) : 1);
   for (int64_t first = 0; first < n_slices; first += B) {
     const int64_t count = std::min(B, n_slices - first);
     std::vector<float> z(static_cast<size_t>(count * nz));
@@ -499,17 +585,21 @@ ListenResult listen_walk(const std::string& checkpoint, double seconds, const st
       std::copy(zi.begin(), zi.end(), z.begin() + b * nz);
     }
     const std::vector<float> images = generate_images(*lg.g.generator, z, count, nz, image_size);
+    const std::vector<double> ref_dbs(static_cast<size_t>(count), ref_db);
+    std::vector<uint64_t> seeds(static_cast<size_t>(count));
+    for (int64_t b = 0; b < count; ++b)
+      seeds[b] = options.seed + static_cast<uint64_t>(first + b);  // Griffin-Lim phases differ per slice
+    std::vector<double> scs(static_cast<size_t>(count), 0.0);
+    const std::vector<float> inverted =
+        invert_mel_images(images.data(), count, p, ref_dbs.data(), seeds.data(), options, scs.data());
     for (int64_t b = 0; b < count; ++b) {
       const int64_t i = first + b;
       const float* image = images.data() + b * image_size;
       if (options.write_png)
         for (int y = 0; y < H; ++y)
           std::copy(image + y * W, image + (y + 1) * W, strip.begin() + (static_cast<int64_t>(y) * n_slices + i) * W);
-      double sc = 0;
-      ListenOptions o = options;
-      o.seed = options.seed + static_cast<uint64_t>(i);  // Griffin-Lim phases differ per slice
-      const std::vector<float> audio = invert_mel_image(image, p, ref_db, o, &sc);
-      sc_sum += sc;
+      const float* audio = inverted.data() + b * L;
+      sc_sum += scs[b];
       for (int64_t j = 0; j < L; ++j) {
         double w = 1.0;
         if (i > 0 && j < fade) w = fade_in[j];

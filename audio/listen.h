@@ -33,9 +33,10 @@ struct ListenOptions {
   bool normalize = false;         // peak-normalise each file to −1 dBFS (else the original level)
   bool write_png = true;          // the mel as a PNG beside each WAV (same name, .png)
   WavFormat wav_format = WavFormat::PCM16;  // --wav-format
-  // Where the generator runs. Mel inversion and Griffin-Lim run on the CPU reference for now; the
-  // interface stays the same when they move to the GPU.
-  Device device = Device::CPU;   // generator and Griffin-Lim (cuFFT) on CUDA; mel inversion on the CPU
+  // Where the generator, the mel → linear NNLS and Griffin-Lim run. On CUDA the slices of a call are
+  // inverted in chunks (audio/mel_inversion_batch.h): NNLS and Griffin-Lim of a whole chunk at once.
+  Device device = Device::CPU;
+  int64_t inversion_batch = 0;    // --batch: slices per chunk on CUDA; 0: from the free device memory
   int64_t generator_batch = 16;   // generated images per forward pass
   double crossfade_seconds = 1.0; // listen_walk: raised-cosine crossfade between consecutive slices
   int walk_slices_per_point = 4;  // listen_walk: slices between two random points of the latent path
@@ -54,6 +55,15 @@ struct ListenResult {
 // p.slice_samples() samples at level ref_db. *spectral_convergence (if not null) gets SC as above.
 std::vector<float> invert_mel_image(const float* image, const MelParams& p, double ref_db,
                                     const ListenOptions& options, double* spectral_convergence);
+
+// invert_mel_image of n images (n × image_height × image_width) at once, image i with ref_db[i] and
+// Griffin-Lim seed seeds[i] (options.seed is not used); returns n × p.slice_samples() samples, slice i what
+// invert_mel_image with options.seed = seeds[i] returns (on CUDA up to float rounding: cuFFT and the
+// device's hypotf, cosf, sinf). sc (if not null) gets n spectral convergences. CPU: one slice after
+// another, exactly invert_mel_image. CUDA: in chunks of options.inversion_batch slices (0: as many as fit,
+// said once on stderr), NNLS and Griffin-Lim of a chunk in one batch.
+std::vector<float> invert_mel_images(const float* images, int64_t n, const MelParams& p, const double* ref_db,
+                                     const uint64_t* seeds, const ListenOptions& options, double* sc);
 
 // Slice `index` of a prepare-audio dataset (npy + its sidecar) → out_wav (+ .png). Throws
 // std::runtime_error naming the file (not a mel dataset, no sidecar) or --index (out of range).

@@ -73,13 +73,16 @@ void symmetric_eigen(std::vector<double>& A, int n, std::vector<double>& lambda,
 
 }  // namespace
 
-std::vector<float> mel_to_linear_power(const float* mel_power, const float* filterbank, int n_mels,
-                                       int n_freqs, int64_t frames, int iters) {
-  if (n_mels <= 0 || n_freqs <= 0 || frames < 0 || iters < 0)
+NnlsPlan plan_nnls(const float* filterbank, int n_mels, int n_freqs) {
+  if (n_mels <= 0 || n_freqs <= 0)
     throw std::invalid_argument("mel_to_linear: bad sizes (n_mels " + std::to_string(n_mels) + ", n_freqs " +
-                                std::to_string(n_freqs) + ", frames " + std::to_string(frames) + ", iters " +
-                                std::to_string(iters) + ")");
+                                std::to_string(n_freqs) + ")");
+  NnlsPlan plan;
+  plan.n_mels = n_mels;
+  plan.n_freqs = n_freqs;
   const RowSpans spans(filterbank, n_mels, n_freqs);
+  plan.row_begin = spans.begin;
+  plan.row_end = spans.end;
   auto M = [&](int m, int k) { return static_cast<double>(filterbank[static_cast<int64_t>(m) * n_freqs + k]); };
 
   // G = M Mᵀ (n_mels × n_mels); its eigenvalues give the gradient's Lipschitz constant λ_max(MᵀM) =
@@ -95,18 +98,40 @@ std::vector<float> mel_to_linear_power(const float* mel_power, const float* filt
   std::vector<double> lambda, V;
   symmetric_eigen(G, n_mels, lambda, V);
   const double lambda_max = *std::max_element(lambda.begin(), lambda.end());
-  std::vector<float> out(static_cast<size_t>(n_freqs) * frames, 0.0f);
-  if (!(lambda_max > 0.0)) return out;  // an all-zero filterbank explains nothing
+  if (!(lambda_max > 0.0)) {  // an all-zero filterbank explains nothing
+    plan.explains_nothing = true;
+    return plan;
+  }
   // Eigenvalues below this are null directions (empty bands), as numpy.linalg.lstsq's rcond cut-off.
   const double cutoff = lambda_max * n_mels * 1e-12;
-  std::vector<double> G_pinv(static_cast<size_t>(n_mels) * n_mels, 0.0);
+  std::vector<double>& G_pinv = plan.g_pinv;
+  G_pinv.assign(static_cast<size_t>(n_mels) * n_mels, 0.0);
   for (int e = 0; e < n_mels; ++e) {
     if (lambda[e] <= cutoff) continue;
     const double inv = 1.0 / lambda[e];
     for (int a = 0; a < n_mels; ++a)
       for (int b = 0; b < n_mels; ++b) G_pinv[a * n_mels + b] += V[a * n_mels + e] * inv * V[b * n_mels + e];
   }
-  const double step = 1.0 / lambda_max;
+  plan.step = 1.0 / lambda_max;
+  return plan;
+}
+
+std::vector<float> mel_to_linear_power(const float* mel_power, const float* filterbank, int n_mels,
+                                       int n_freqs, int64_t frames, int iters) {
+  if (n_mels <= 0 || n_freqs <= 0 || frames < 0 || iters < 0)
+    throw std::invalid_argument("mel_to_linear: bad sizes (n_mels " + std::to_string(n_mels) + ", n_freqs " +
+                                std::to_string(n_freqs) + ", frames " + std::to_string(frames) + ", iters " +
+                                std::to_string(iters) + ")");
+  const NnlsPlan plan = plan_nnls(filterbank, n_mels, n_freqs);
+  struct {
+    const std::vector<int>& begin;
+    const std::vector<int>& end;
+  } spans{plan.row_begin, plan.row_end};
+  auto M = [&](int m, int k) { return static_cast<double>(filterbank[static_cast<int64_t>(m) * n_freqs + k]); };
+  std::vector<float> out(static_cast<size_t>(n_freqs) * frames, 0.0f);
+  if (plan.explains_nothing) return out;
+  const std::vector<double>& G_pinv = plan.g_pinv;
+  const double step = plan.step;
 
 #pragma omp parallel
   {

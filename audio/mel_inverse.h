@@ -27,6 +27,18 @@ namespace ds {
 std::vector<float> mel_to_linear(const float* mel_power, const float* filterbank, int n_mels, int n_freqs,
                                  int64_t frames, int iters = 200);
 
+// What mel_to_linear_power computes once per filterbank before its per-frame loop, shared with the
+// GPU version (audio/mel_inverse_gpu.h) so both start from the very same doubles.
+struct NnlsPlan {
+  int n_mels = 0, n_freqs = 0;
+  std::vector<int> row_begin, row_end;  // filterbank row m is non-zero only in [row_begin[m], row_end[m])
+  std::vector<double> g_pinv;           // n_mels × n_mels: (M Mᵀ)⁺, null directions dropped
+  double step = 0.0;                    // 1 / λ_max(M Mᵀ)
+  bool explains_nothing = false;        // λ_max <= 0 (an all-zero filterbank): the answer is all zeros
+};
+// Throws std::invalid_argument for n_mels or n_freqs <= 0.
+NnlsPlan plan_nnls(const float* filterbank, int n_mels, int n_freqs);
+
 // The same, returning the power (no square root): what the tests compare M·S against.
 std::vector<float> mel_to_linear_power(const float* mel_power, const float* filterbank, int n_mels,
                                        int n_freqs, int64_t frames, int iters = 200);

@@ -156,7 +156,7 @@ std::vector<double> flatness_after_inversion(const float* images, int64_t n, int
                                              const std::vector<double>& ref_db, const ListenOptions& listen) {
   std::vector<double> flatness(static_cast<size_t>(n));
   ListenOptions o = listen;
-  o.device = Device::CPU;  // slices in parallel on the CPU threads; mel inversion is on the CPU anyway
+  o.device = Device::CPU;  // slices in parallel on the CPU threads (listen batches them on CUDA instead)
 #pragma omp parallel for schedule(dynamic)
   for (int64_t k = 0; k < n; ++k) {
     const std::vector<float> audio = invert_mel_image(images + k * size, p, ref_db[k], o, nullptr);

@@ -204,6 +204,11 @@ int main(int argc, char** argv) {
                     a["mel"]["x_realtime"].get<double>(), a["griffin_lim"]["iterations"].get<int>(),
                     a["griffin_lim"]["audio_seconds"].get<double>(), a["griffin_lim"]["time_ms"]["median"].get<double>(),
                     a["griffin_lim"]["x_realtime"].get<double>());
+        if (a.contains("listen_batch")) {
+          const nlohmann::json& b = a["listen_batch"];
+          std::printf("  listen, %lld slices at once: Griffin-Lim %.0fx realtime; NNLS + Griffin-Lim %.0fx realtime\n",
+                      (long long)b["slices"], b["griffin_lim_x_realtime"].get<double>(), b["x_realtime"].get<double>());
+        }
         doc["audio"] = a;
       }
     }

@@ -9,6 +9,7 @@
 #include "audio/griffin_lim_gpu.h"
 #include "audio/mel_cpu.h"
 #include "audio/mel_gpu.h"
+#include "audio/mel_inversion_batch.h"
 #include "bench/bench.h"
 #include "engine/core/cuda_context.h"
 #include "engine/core/device_buffer.h"
@@ -74,6 +75,47 @@ nlohmann::json bench_audio(const std::string& song, const AudioOptions& opt) {
                         {"time_ms", t.to_json()}, {"x_realtime", seconds / (t.median_ms * 1e-3)},
                         {"what", opt.device == Device::CPU ? "griffin_lim on the host"
                                                            : "GriffinLimGpu::run, host magnitude in, samples back"}};
+
+  // `listen` on CUDA: a batch of 10 s slices inverted at once (audio/mel_inversion_batch.h), Griffin-Lim
+  // alone (GriffinLimGpu::run_batch, magnitudes on the device) and the whole inversion (MelInversionGpu:
+  // host mel power in, NNLS of 200 iterations + Griffin-Lim, samples back).
+  if (opt.device == Device::CUDA) {
+    size_t free_bytes = 0, total_bytes = 0;
+    DS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const int64_t batch = std::min<int64_t>(16, auto_inversion_batch(p, free_bytes, 16));
+    const int64_t slice_frames = p.stft_frames(L), per_slice_mel = int64_t(p.n_mels) * slice_frames;
+    const std::vector<float> fb = mel_filterbank(p);
+    std::vector<float> power(static_cast<size_t>(batch * per_slice_mel));
+    for (int64_t s = 0; s < batch; ++s) {
+      const std::vector<float> m = mel_power(x.data() + (s % n) * L, L, p, fb.data());
+      std::copy(m.begin(), m.end(), power.begin() + s * per_slice_mel);
+    }
+    std::vector<uint64_t> seeds(static_cast<size_t>(batch));
+    for (int64_t s = 0; s < batch; ++s) seeds[s] = static_cast<uint64_t>(s);
+    MelInversionGpu inversion(p, batch);
+    const Timing whole = time_runs(1, 3, [&] { inversion.invert(power.data(), batch, seeds.data(), 200,
+                                                                opt.griffin_lim_iters, momentum); });
+    // Griffin-Lim alone on the slices' linear magnitudes (the first slice's STFT magnitude tiled).
+    const std::vector<complexf> X = stft(x.data(), L, p);
+    const std::vector<float> mag = stft_magnitude(X.data(), slice_frames, p.n_freqs());
+    std::vector<float> tiled(static_cast<size_t>(batch * slice_frames * p.n_freqs()));
+    for (int64_t s = 0; s < batch; ++s)
+      for (int64_t t = 0; t < slice_frames; ++t)
+        for (int k = 0; k < p.n_freqs(); ++k)
+          tiled[(s * slice_frames + t) * p.n_freqs() + k] = mag[k * slice_frames + t];
+    const DeviceBuffer<float> d_mag = DeviceBuffer<float>::from_host(tiled);
+    GriffinLimGpu gl_batch(p, slice_frames, batch);
+    const Timing gl_t = time_runs(1, 3, [&] {
+      gl_batch.run_batch(d_mag.get(), batch, opt.griffin_lim_iters, momentum, seeds.data(), L);
+    });
+    const double batch_seconds = double(batch) * p.slice_seconds;
+    out["listen_batch"] = {{"slices", batch}, {"nnls_iterations", 200}, {"gl_iterations", opt.griffin_lim_iters},
+                           {"time_ms", whole.to_json()}, {"x_realtime", batch_seconds / (whole.median_ms * 1e-3)},
+                           {"griffin_lim_time_ms", gl_t.to_json()},
+                           {"griffin_lim_x_realtime", batch_seconds / (gl_t.median_ms * 1e-3)},
+                           {"what", "MelInversionGpu::invert (host mel power in, NNLS + Griffin-Lim, samples back) "
+                                    "and GriffinLimGpu::run_batch alone, one batch of 10 s slices"}};
+  }
   return out;
 }
 

@@ -42,14 +42,17 @@ __global__ void phase_update_kernel(float2* angles, float2* tprev, const float2*
 // covering j are t·hop <= j < t·hop + n_fft, summed in ascending t as istft's frame loop adds them.
 // Neighbouring threads read neighbouring samples of each frame, so the loads coalesce.
 __global__ void overlap_add_kernel(float* out, const float* frames, const float* window,
-                                   const float* window_sum_square, int64_t n_frames, int n_fft, int hop,
-                                   int64_t start, int64_t length, float inv_n) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= length) return;
+                                   const float* window_sum_square, int64_t n_signals, int64_t n_frames, int n_fft,
+                                   int hop, int64_t start, int64_t length, float inv_n) {
+  const int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index >= n_signals * length) return;
+  // Signal `signal` reads its own n_frames rows and writes its own `length` samples.
+  const int64_t signal = index / length, i = index - signal * length;
+  frames += signal * n_frames * n_fft;
   const int64_t j = start + i;
   const int64_t full = n_fft + static_cast<int64_t>(hop) * (n_frames - 1);
   if (j >= full) {  // librosa.util.fix_length zero-extends past the last frame
-    out[i] = 0.0f;
+    out[index] = 0.0f;
     return;
   }
   const int64_t first = j - n_fft + 1 <= 0 ? 0 : (j - n_fft + 1 + hop - 1) / hop;
@@ -60,7 +63,7 @@ __global__ void overlap_add_kernel(float* out, const float* frames, const float*
     y = __fadd_rn(y, __fmul_rn(frames[t * n_fft + n], __fmul_rn(window[n], inv_n)));
   }
   const float wss = window_sum_square[i];
-  out[i] = wss > FLT_MIN ? y / wss : y;
+  out[index] = wss > FLT_MIN ? y / wss : y;
 }
 
 // One thread per Philox tuple: it gives the uniforms of elements 4q .. 4q + 3.
@@ -114,10 +117,16 @@ void griffin_lim_phase_update(float2* angles, float2* tprev, const float2* rebui
 
 void overlap_add(float* out, const float* frames, const float* window, const float* window_sum_square,
                  int64_t n_frames, int n_fft, int hop, int64_t start, int64_t length, cudaStream_t stream) {
-  if (length <= 0 || n_frames <= 0) return;
+  overlap_add_batched(out, frames, window, window_sum_square, 1, n_frames, n_fft, hop, start, length, stream);
+}
+
+void overlap_add_batched(float* out, const float* frames, const float* window, const float* window_sum_square,
+                         int64_t n_signals, int64_t n_frames, int n_fft, int hop, int64_t start, int64_t length,
+                         cudaStream_t stream) {
+  if (length <= 0 || n_frames <= 0 || n_signals <= 0) return;
   const float inv_n = 1.0f / n_fft;  // numpy's irfft normalisation, istft's inv_n
-  DS_LAUNCH(overlap_add_kernel, blocks_for(length, kGriffinLimThreads), kGriffinLimThreads, 0, stream, out, frames,
-            window, window_sum_square, n_frames, n_fft, hop, start, length, inv_n);
+  DS_LAUNCH(overlap_add_kernel, blocks_for(n_signals * length, kGriffinLimThreads), kGriffinLimThreads, 0, stream,
+            out, frames, window, window_sum_square, n_signals, n_frames, n_fft, hop, start, length, inv_n);
 }
 
 void random_phase_init(float2* angles, const float* magnitude, uint64_t seed, int64_t n, cudaStream_t stream) {

@@ -26,6 +26,12 @@
      in audio/griffin_lim_gpu.h).                                                                           */ \
   void overlap_add(float* out, const float* frames, const float* window, const float* window_sum_square,        \
                    int64_t n_frames, int n_fft, int hop, int64_t start, int64_t length, cudaStream_t stream);   \
+  /* overlap_add of n_signals signals at once: signal s reads frames + s·n_frames·n_fft and writes             \
+     out + s·length, all with the same window_sum_square (same frames and length); n_signals = 1 is           \
+     overlap_add.                                                                                             */ \
+  void overlap_add_batched(float* out, const float* frames, const float* window, const float* window_sum_square, \
+                           int64_t n_signals, int64_t n_frames, int n_fft, int hop, int64_t start, int64_t length, \
+                           cudaStream_t stream);                                                               \
   /* angles[i] = magnitude[i] · (cos θ, sin θ), θ = (float)2π · u_i, u_i the [0, 1) uniform of component i % 4 \
      of Philox tuple i / 4 of (seed, stream 0): ds::Philox(seed, 0).fill_uniform's layout, as griffin_lim.   */ \
   void random_phase_init(float2* angles, const float* magnitude, uint64_t seed, int64_t n, cudaStream_t stream); \

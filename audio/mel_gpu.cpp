@@ -25,6 +25,8 @@ StftFftLayout stft_fft_layout(const MelParams& p, int64_t n_slices) {
   l.n = p.n_fft;
   // Frame rows are contiguous and back to back (frame_window writes them so): stride 1, distance n_fft
   // reals. The R2C keeps the n/2 + 1 non-redundant bins of each, back to back: distance n_freqs complex.
+  l.inembed = p.n_fft;
+  l.onembed = p.n_freqs();
   l.istride = 1;
   l.idist = p.n_fft;
   l.ostride = 1;
@@ -68,6 +70,11 @@ MelGpu::MelGpu(const MelParams& p, int64_t max_slices) : p_(p), max_slices_(max_
   if (p.win != p.n_fft) throw std::invalid_argument("mel on the GPU: --win must equal --n-fft (as mel_cpu)");
   if (p.pad_mode != "constant" && p.pad_mode != "reflect")
     throw std::invalid_argument("--pad-mode " + p.pad_mode + ": expected 'constant' or 'reflect'");
+  // As mel_cpu (audio/mel_cpu.cpp's checks): numpy's 'reflect' needs a signal longer than the pad;
+  // frame_window would silently reflect periodically instead.
+  if (p.pad_mode == "reflect" && p.slice_samples() <= p.n_fft / 2)
+    throw std::invalid_argument("pad_mode 'reflect' needs more than n_fft/2 = " + std::to_string(p.n_fft / 2) +
+                                " samples per slice");
   if (max_slices <= 0) throw std::invalid_argument("MelGpu: max_slices must be positive");
   frames_ = p.stft_frames(p.slice_samples());
   if (!p.resize_w && frames_ != p.frames)
@@ -101,8 +108,8 @@ cufftHandle MelGpu::plan_for(int64_t n_slices) {
   // ignore the strides and distances, so they are passed explicitly; for rank 1 only their presence
   // matters). idist/istride count reals (cufftReal) and odist/ostride complex values (cufftComplex) for
   // an R2C. The plan allocates its own work area (automatic allocation is cuFFT's default).
-  int inembed[1] = {l.n};
-  int onembed[1] = {l.n / 2 + 1};
+  int inembed[1] = {l.inembed};
+  int onembed[1] = {l.onembed};
   cufftHandle plan = 0;
   DS_CUFFT_CHECK(cufftPlanMany(&plan, 1, n, inembed, l.istride, l.idist, onembed, l.ostride, l.odist, CUFFT_R2C,
                                l.batch));
@@ -128,6 +135,23 @@ void MelGpu::compute(float* out_image, const float* device_audio, int64_t n_slic
   const int64_t L = p_.slice_samples();
   const int64_t rows = n_slices * frames_;
 
+  // Framing is one pass (frame_window: centre padding + framing + window written straight into the
+  // R2C's input rows); the rows are written once and read once by cuFFT. Ways to drop that round trip,
+  // weighed for issue 9 and not taken:
+  //  - No copy: a plan with idist = hop reading overlapping frames from the signal, the Hann window
+  //    applied after the FFT (X_w[k] = ½X[k] − ¼X[k−1] − ¼X[k+1]). cuFFT's documentation gives the
+  //    addressing (input[b·idist + x·istride]) but, as far as could be found, says nothing of batches
+  //    that overlap; the centre padding still needs a padded copy of each slice; and one plan has a
+  //    single idist, while slice s+1's frames cannot start at slice s's plus frames·hop (a slice spans
+  //    (frames − 1)·hop + n_fft > frames·hop padded samples), so it would take one execution per slice.
+  //  - A cuFFT load callback computing window[j]·x[t·hop + j − n_fft/2] per element. Legacy callbacks
+  //    (cufftXtSetCallback) need the static cuFFT library and relocatable device code; this toolkit
+  //    (CUDA 13.0) ships no libcufft_static.a. LTO callbacks (cufftXtSetJITCallback) work with the
+  //    shared library (NVIDIA's cuFFT LTO EA notes, docs.nvidia.com/cuda/cufft/ltoea: "Adds callback
+  //    support to the dynamic cuFFT library", integrated into cuFFT in CUDA 12.6 Update 2), but need the
+  //    callback compiled to LTO-IR (nvcc -dlto, embedded with bin2c), set between cufftCreate and
+  //    cufftMakePlanMany, and JIT-linked at plan time: a build step and a GPU check this project does
+  //    not have yet (the next step for issue 9's fused framing).
   kcuda::frame_window(frame_rows_.get(), device_audio, window_.get(), n_slices, L, signal_stride, p_.n_fft, p_.hop,
                       static_cast<int>(frames_), p_.pad_mode == "reflect" ? 1 : 0, stream);
   // cufftExecR2C(plan, idata, odata): forward (sign −1), unnormalised, as numpy.fft.rfft (cuFFT API

@@ -18,10 +18,13 @@
 
 namespace ds {
 
-// cufftPlanMany's advanced layout for the batched STFT: transform b reads its n reals at
-// frames[b·idist + x·istride] and writes its n/2 + 1 bins at spectrum[b·odist + x·ostride].
+// cufftPlanMany's arguments for the batched STFT, exactly as MelGpu passes them (rank 1, CUFFT_R2C):
+// transform b reads its n reals at frames[b·idist + x·istride] and writes its n/2 + 1 bins at
+// spectrum[b·odist + x·ostride]. inembed/onembed are passed non-null (see plan_for in mel_gpu.cpp), so
+// cuFFT uses these strides and distances (tests/cufft_stand_in.h honours the same rules).
 struct StftFftLayout {
   int n = 0;                     // n_fft
+  int inembed = 0, onembed = 0;  // storage sizes of one input / output signal (rank 1: only non-null matters)
   int istride = 1, idist = 0;    // in floats
   int ostride = 1, odist = 0;    // in complex values
   int batch = 0;                 // n_slices · frames

@@ -24,22 +24,32 @@ __device__ __forceinline__ int64_t reflect_index(int64_t i, int64_t L) {
   return i < L ? i : period - i;
 }
 
-__global__ void frame_window_kernel(float* frames, const float* audio, const float* window, int64_t n_signals,
-                                    int64_t L, int64_t signal_stride, int n_fft, int hop, int n_frames,
-                                    int pad_mode) {
-  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= n_signals * n_frames * n_fft) return;
-  const int64_t row = k / n_fft;
-  const int j = static_cast<int>(k - row * n_fft);
+// One block per frame row (signal s, frame t), its threads striding over the n_fft columns: the row's
+// coordinates are found once per thread, not by two 64-bit divisions per element, the writes of a row
+// are contiguous and the reads of its window and samples coalesced. Only frames that reach over an
+// edge (the first and last ~n_fft / (2·hop) of each signal) take the per-element padding branch.
+__global__ void frame_window_kernel(float* frames, const float* audio, const float* window, int64_t L,
+                                    int64_t signal_stride, int n_fft, int hop, int n_frames, int pad_mode) {
+  const int64_t row = blockIdx.x;  // signal·n_frames + t
   const int64_t signal = row / n_frames, t = row - signal * n_frames;
-  int64_t i = t * hop + j - n_fft / 2;
-  float x = 0.0f;
-  if (i >= 0 && i < L) {
-    x = audio[signal * signal_stride + i];
-  } else if (pad_mode == 1) {
-    x = audio[signal * signal_stride + reflect_index(i, L)];
+  const float* x = audio + signal * signal_stride;
+  float* out = frames + row * n_fft;
+  const int64_t start = t * hop - n_fft / 2;  // padded-signal index of column 0, relative to x[0]
+  if (start >= 0 && start + n_fft <= L) {
+    const float* src = x + start;
+    for (int j = threadIdx.x; j < n_fft; j += blockDim.x) out[j] = window[j] * src[j];
+    return;
   }
-  frames[k] = window[j] * x;
+  for (int j = threadIdx.x; j < n_fft; j += blockDim.x) {
+    const int64_t i = start + j;
+    float v = 0.0f;
+    if (i >= 0 && i < L) {
+      v = x[i];
+    } else if (pad_mode == 1) {
+      v = x[reflect_index(i, L)];
+    }
+    out[j] = window[j] * v;
+  }
 }
 
 __global__ void power_spectrum_kernel(float* power, const float2* spectrum, int64_t count) {
@@ -147,10 +157,12 @@ __global__ void db_to_unit_kernel(float* out, const float* db, int64_t n, double
 
 void frame_window(float* frames, const float* audio, const float* window, int64_t n_signals, int64_t L,
                   int64_t signal_stride, int n_fft, int hop, int n_frames, int pad_mode, cudaStream_t stream) {
-  const int64_t count = n_signals * n_frames * n_fft;
-  if (count <= 0) return;
-  DS_LAUNCH(frame_window_kernel, blocks_for(count, kSpectralThreads), kSpectralThreads, 0, stream, frames, audio,
-            window, n_signals, L, signal_stride, n_fft, hop, n_frames, pad_mode);
+  const int64_t rows = n_signals * n_frames;
+  if (rows <= 0 || n_fft <= 0) return;
+  // One block per row: CUDA allows 2^31 − 1 blocks in x; an hour of 10 s slices is 184,320 rows.
+  if (rows > 0x7fffffff) throw std::invalid_argument("frame_window: more than 2^31 - 1 frame rows");
+  DS_LAUNCH(frame_window_kernel, static_cast<unsigned int>(rows), kSpectralThreads, 0, stream, frames, audio, window,
+            L, signal_stride, n_fft, hop, n_frames, pad_mode);
 }
 
 void power_spectrum(float* power, const float2* spectrum, int64_t count, cudaStream_t stream) {

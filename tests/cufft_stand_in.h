@@ -1,5 +1,7 @@
 // kissfft standing in for cuFFT in the emulated pipelines (tests/test_emu_spectral.cpp,
-// tests/test_emu_griffin_lim.cpp): the same layout structs the GPU code passes to cufftPlanMany.
+// tests/test_emu_mel_path.cpp, tests/test_emu_griffin_lim.cpp): the same layout structs the GPU code
+// passes to cufftPlanMany, executed by the addressing rules cuFFT documents, with checks that fail a
+// test where the GPU call would read or write outside its buffers.
 #pragma once
 #include <doctest/doctest.h>
 #include <kiss_fftr.h>
@@ -12,20 +14,59 @@
 
 namespace ds::test {
 
-// cufftExecR2C's meaning under the plan's advanced layout (cuFFT docs, "Advanced Data Layout": transform
-// b reads input[b·idist + x·istride], writes output[b·odist + x·ostride]), with kissfft doing each
-// transform (forward, unnormalised, n/2 + 1 bins: the same convention). The input is left as it was.
-inline void r2c_stand_in(const StftFftLayout& l, const float* in, float2* out) {
+// cufftExecR2C's meaning under the plan's advanced layout (cuFFT API reference, "Advanced Data Layout",
+// rank 1: transform b reads input[b·idist + x·istride], x < n, and writes output[b·odist + x·ostride],
+// x ≤ n/2; distances and strides count reals on the input side and complex values on the output side
+// of an R2C), with kissfft doing each transform (forward, unnormalised, n/2 + 1 bins: the same
+// convention). The input is only read (const). in_count / out_count (elements; < 0: unchecked) are the
+// buffers' extents: every index the layout produces must fall inside them, no output element may be
+// written twice (two batches writing one place would race on the GPU), and the input and output
+// ranges must not overlap (an out-of-place plan; cuFFT treats idata == odata as in place and documents
+// nothing for partly overlapping buffers). Input batches may overlap (idist < n): the stand-in reads
+// them as the formula says, but note that NVIDIA's documentation, as far as this project could find,
+// neither promises nor forbids that for cuFFT itself (audio/mel_gpu.cpp does not rely on it).
+inline void r2c_stand_in(const StftFftLayout& l, const float* in, int64_t in_count, float2* out, int64_t out_count) {
+  REQUIRE(l.n >= 2);
+  REQUIRE(l.batch >= 1);
+  REQUIRE(l.istride >= 1);
+  REQUIRE(l.ostride >= 1);
+  const int n_out = l.n / 2 + 1;
+  const int64_t in_last = int64_t(l.batch - 1) * l.idist + int64_t(l.n - 1) * l.istride;
+  const int64_t out_last = int64_t(l.batch - 1) * l.odist + int64_t(n_out - 1) * l.ostride;
+  REQUIRE(l.idist >= 0);
+  REQUIRE(l.odist >= 0);
+  if (in_count >= 0) REQUIRE_MESSAGE(in_last < in_count, "the R2C would read input[" << in_last << "] of " << in_count);
+  if (out_count >= 0)
+    REQUIRE_MESSAGE(out_last < out_count, "the R2C would write output[" << out_last << "] of " << out_count);
+  {
+    const char* in_lo = reinterpret_cast<const char*>(in);
+    const char* in_hi = reinterpret_cast<const char*>(in + in_last + 1);
+    const char* out_lo = reinterpret_cast<const char*>(out);
+    const char* out_hi = reinterpret_cast<const char*>(out + out_last + 1);
+    REQUIRE_MESSAGE((in_hi <= out_lo || out_hi <= in_lo), "out-of-place R2C with overlapping input and output");
+  }
+  std::vector<bool> written(static_cast<size_t>(out_last + 1), false);
   kiss_fftr_cfg cfg = kiss_fftr_alloc(l.n, 0, nullptr, nullptr);
   REQUIRE(cfg != nullptr);
   std::vector<kiss_fft_scalar> frame(l.n);
-  std::vector<kiss_fft_cpx> bins(l.n / 2 + 1);
+  std::vector<kiss_fft_cpx> bins(n_out);
   for (int b = 0; b < l.batch; ++b) {
     for (int x = 0; x < l.n; ++x) frame[x] = in[int64_t(b) * l.idist + int64_t(x) * l.istride];
     kiss_fftr(cfg, frame.data(), bins.data());
-    for (int x = 0; x <= l.n / 2; ++x) out[int64_t(b) * l.odist + int64_t(x) * l.ostride] = {bins[x].r, bins[x].i};
+    for (int x = 0; x < n_out; ++x) {
+      const int64_t o = int64_t(b) * l.odist + int64_t(x) * l.ostride;
+      if (written[static_cast<size_t>(o)]) {
+        kiss_fftr_free(cfg);
+        FAIL("the R2C layout writes output[" << o << "] twice");
+      }
+      written[static_cast<size_t>(o)] = true;
+      out[o] = {bins[x].r, bins[x].i};
+    }
   }
   kiss_fftr_free(cfg);
 }
+
+// Without extents (callers whose buffers are sized by the same layout): the same transform and checks.
+inline void r2c_stand_in(const StftFftLayout& l, const float* in, float2* out) { r2c_stand_in(l, in, -1, out, -1); }
 
 }  // namespace ds::test

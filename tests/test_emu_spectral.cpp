@@ -10,7 +10,7 @@
 // cuBLAS, double in the reference): see that test.
 #include <doctest/doctest.h>
 
-#include "tests/cufft_stand_in.h"
+#include "tests/mel_gpu_emulated.h"
 
 #include <sndfile.h>
 
@@ -59,27 +59,6 @@ std::vector<float> frames_reference(const std::vector<float>& audio, const std::
         out[(s * n_frames + t) * n_fft + j] =
             window[j] * padded_sample(audio.data() + s * stride, L, int64_t(t) * hop + j - n_fft / 2, reflect);
   return out;
-}
-
-// cublasSgemmStridedBatched's documented meaning, column-major (cuBLAS docs, gemmStridedBatched):
-// C_b[i + j·ldc] = α·Σ_l op(A_b)[i, l]·op(B_b)[l, j] + β·C_b[i + j·ldc], op(X)[r, c] = X[r + c·ld] for N,
-// X[c + r·ld] for T. Accumulated in float, as a GPU GEMM does.
-void sgemm_strided_batched_reference(const ds::MelProjectionGemm& g, const float* A, const float* B, float* C) {
-  for (int b = 0; b < g.batch_count; ++b) {
-    const float* a = A + b * g.stride_a;
-    const float* bb = B + b * g.stride_b;
-    float* c = C + b * g.stride_c;
-    for (int i = 0; i < g.m; ++i)
-      for (int j = 0; j < g.n; ++j) {
-        float acc = 0.0f;
-        for (int l = 0; l < g.k; ++l) {
-          const float av = g.transa == CUBLAS_OP_N ? a[i + int64_t(l) * g.lda] : a[l + int64_t(i) * g.lda];
-          const float bv = g.transb == CUBLAS_OP_N ? bb[l + int64_t(j) * g.ldb] : bb[j + int64_t(l) * g.ldb];
-          acc += av * bv;
-        }
-        c[i + int64_t(j) * g.ldc] = acc;
-      }
-  }
 }
 
 }  // namespace
@@ -222,38 +201,10 @@ TEST_CASE("emu spectral cpu-emulated pipeline: MelGpu's steps and library argume
       const int64_t L = p.slice_samples(), n_slices = 3;
       const int64_t stride = L + sr / 16;  // slices not back to back: the stride must be honoured
       REQUIRE(2 * stride + L <= int64_t(song.size()));
-      const int64_t frames = p.stft_frames(L);
-      const int64_t rows = n_slices * frames;
-
-      // The same steps, in the same order, as MelGpu::compute.
-      const std::vector<float> window = ds::hann_window_periodic(p.n_fft);
-      const std::vector<float> filterbank = ds::mel_filterbank(p);
-      std::vector<float> frame_rows(static_cast<size_t>(rows * p.n_fft), kNaN);
-      ds::kemu::frame_window(frame_rows.data(), song.data(), window.data(), n_slices, L, stride, p.n_fft, p.hop,
-                             static_cast<int>(frames), p.pad_mode == "reflect" ? 1 : 0, nullptr);
-      const ds::StftFftLayout layout = ds::stft_fft_layout(p, n_slices);
-      REQUIRE(layout.batch == rows);
-      std::vector<float2> spectrum(static_cast<size_t>(rows * p.n_freqs()), float2{kNaN, kNaN});
-      ds::test::r2c_stand_in(layout, frame_rows.data(), spectrum.data());
-      std::vector<float> power(static_cast<size_t>(rows * p.n_freqs()), kNaN);
-      ds::kemu::power_spectrum(power.data(), spectrum.data(), rows * p.n_freqs(), nullptr);
-      const ds::MelProjectionGemm gemm = ds::mel_projection_gemm(p, n_slices);
-      std::vector<float> mel(static_cast<size_t>(n_slices * p.n_mels * frames), kNaN);
-      sgemm_strided_batched_reference(gemm, power.data(), filterbank.data(), mel.data());
-      const int64_t per_slice = p.n_mels * frames;
-      std::vector<float> refs(n_slices, kNaN);
-      ds::kemu::power_to_db(mel.data(), refs.data(), mel.data(), n_slices, per_slice, p.amin, p.top_db, p.ref,
-                            nullptr);
+      // The same steps, in the same order, as MelGpu::compute (tests/mel_gpu_emulated.h).
+      std::vector<float> refs;
+      const std::vector<float> image = ds::test::mel_gpu_emulated(p, song.data(), n_slices, stride, &refs);
       const int64_t image_size = int64_t(p.image_height()) * p.image_width();
-      std::vector<float> image(static_cast<size_t>(n_slices * image_size), kNaN);
-      const float* db = mel.data();
-      if (p.resize_w) {
-        std::vector<double> tmp(static_cast<size_t>(n_slices * p.n_mels * p.image_width()));
-        ds::kemu::resize_antialiased(image.data(), tmp.data(), mel.data(), n_slices, p.n_mels,
-                                     static_cast<int>(frames), p.image_height(), p.image_width(), nullptr);
-        db = image.data();
-      }
-      ds::kemu::db_to_unit(image.data(), db, n_slices * image_size, p.top_db, nullptr);
 
       // Every step feeds the next, so one comparison at the end checks them all.
       double max_err = 0, max_ref_err = 0;
@@ -267,10 +218,13 @@ TEST_CASE("emu spectral cpu-emulated pipeline: MelGpu's steps and library argume
         }
         max_ref_err = std::max(max_ref_err, std::abs(refs[s] - ref_used) / ref_used);
       }
-      // The only difference from mel_image is the mel projection's float accumulation (cuBLAS's, here
-      // in k order) against the reference's double: a relative error of about n_freqs·2^-24 ≈ 6e-5 in
-      // the worst case, ~1e-6 typically, i.e. 10·log10(1 + 1e-6) ≈ 4e-6 dB, 1e-7 on the [−1, 1] scale
-      // (÷ 40); values near the −80 dB clip can move it by the same amount. 1e-5 leaves two decades.
+      // The differences from mel_image: the FFT's float rounding (kissfft here, FFTW there) and the mel
+      // projection's float accumulation (cuBLAS's, here in k order) against the reference's double: a
+      // relative error of about n_freqs·2^-24 ≈ 6e-5 in the worst case, ~1e-6 typically, i.e.
+      // 10·log10(1 + 1e-6) ≈ 4e-6 dB, 1e-7 on the [−1, 1] scale (÷ 40); values near the −80 dB clip can
+      // move it by far more: bands near the clip are ~1e-8 of the loudest bins' power, whose FFT
+      // rounding then reaches ~1e-4 relative (4e-4 dB, 1e-5 here). Measured: 9.4e-6 (default preset),
+      // 3.8e-6 (seed), so 1e-5 has a margin under 2× (tests/test_emu_mel_path.cpp: more sizes).
       MESSAGE(preset << " " << pad_mode << ": max |image − mel_image| = " << max_err
                      << ", max relative ref error = " << max_ref_err);
       CHECK(max_err < 1e-5);
@@ -285,6 +239,8 @@ TEST_CASE("unit spectral library arguments: cuFFT layout and cuBLAS operand role
     const int64_t frames = p.stft_frames(p.slice_samples());
     const ds::StftFftLayout l = ds::stft_fft_layout(p, 7);
     CHECK(l.n == 2048);
+    CHECK(l.inembed == 2048);  // non-null embeds: cufftPlanMany honours the strides and distances
+    CHECK(l.onembed == 1025);
     CHECK(l.idist == 2048);
     CHECK(l.odist == 1025);
     CHECK(l.istride == 1);
@@ -301,4 +257,9 @@ TEST_CASE("unit spectral library arguments: cuFFT layout and cuBLAS operand role
   // An hour in one batch still fits cuFFT's int sizes; a day does not and is refused by name.
   CHECK_NOTHROW(ds::stft_fft_layout(ds::mel_preset("default"), 360));
   CHECK_THROWS_AS(ds::stft_fft_layout(ds::mel_preset("default"), 8640), std::invalid_argument);
+  // As mel_cpu: 'reflect' needs a slice longer than n_fft/2 (refused before any device call).
+  ds::MelParams short_reflect = ds::mel_preset("default", 22050, 1000.0 / 22050);
+  short_reflect.pad_mode = "reflect";
+  short_reflect.frames = static_cast<int>(short_reflect.stft_frames(short_reflect.slice_samples()));
+  CHECK_THROWS_AS(ds::MelGpu(short_reflect, 1), std::invalid_argument);
 }

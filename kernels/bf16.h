@@ -10,8 +10,9 @@
 //     0x7fff for NaN, then adds one when the dropped half is > 0x8000 or == 0x8000 with an odd result),
 //     which is what the unit test checks over every upper half with the interesting lower halves.
 //   bf16 → float: exact (append 16 zero bits).
-// Relative rounding error of one stored value: at most 2^-9 (half an ulp of an 8-bit significand) for
-// normal values; subnormals (|x| < 2^-126) have an absolute error ≤ 2^-134 instead.
+// Relative rounding error of one stored value: at most 2^-8 for normal values (p = 8 significand bits,
+// 7 stored: half an ulp is 2^(e−8) for |x| in [2^e, 2^(e+1))); subnormals (|x| < 2^-126) have an absolute
+// error ≤ 2^-134 instead.
 #pragma once
 #include <cstdint>
 #include <cstring>

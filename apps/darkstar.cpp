@@ -187,8 +187,9 @@ int main(int argc, char** argv) {
   train->add_option("--swd-images", tc.swd_images, "rows in that subset and generated images (default 256)")
       ->check(CLI::PositiveNumber);
   train->add_option("--precision", train_precision,
-                    "CUDA float32 math: tf32 (default: TF32 tensor cores in cuDNN/cuBLAS on Ampere+) or fp32 (FMA only)")
-      ->check(CLI::IsMember({"fp32", "tf32"}));
+                    "CUDA float32 math: tf32 (default: TF32 tensor cores in cuDNN/cuBLAS on Ampere+) or fp32 (FMA only); "
+                    "bf16 (CUDA only) is refused: not implemented yet")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
   bool train_force = false;
   train->add_flag("--force", train_force,

@@ -24,10 +24,13 @@
 // and x twice and writes dx once (the unfused chain also wrote and re-read the activation's gradient).
 #include "kernels/batchnorm.h"
 
+#include "kernels/bf16_kernels.h"
+
 #include <climits>
 #include <stdexcept>
 #include <string>
 
+#include "kernels/bf16.h"
 #include "kernels/kernel_common.h"
 
 namespace ds::DS_KNS {
@@ -99,17 +102,18 @@ __device__ inline float activation_backward(float dy, float y, BnActivation act,
 // the subtraction loses ~(1 + (mean−K)²/var) double ulps relative to M2, and K is a value of the chunk,
 // so that factor is its squared z-score: even a value 1000 standard deviations out leaves ~1e-10
 // relative error, far below float resolution (unshifted, |mean| ≫ std would cancel catastrophically).
-__global__ void batchnorm_stats_kernel(double* partials, const float* x, int64_t N, int64_t C, int64_t HW, int splits,
+template <class T>
+__global__ void batchnorm_stats_kernel(double* partials, const T* x, int64_t N, int64_t C, int64_t HW, int splits,
                                        int64_t chunk) {
   DS_SHARED(double, warp_partials, kBatchNormWarps);
   DS_SHARED(double, total, 1);
   const BlockChunk bc(splits, chunk, N * HW);
   const double count = static_cast<double>(bc.end - bc.start);
-  const double shift = static_cast<double>(x[((bc.start / HW) * C + bc.c) * HW + bc.start % HW]);
+  const double shift = static_cast<double>(to_float(x[((bc.start / HW) * C + bc.c) * HW + bc.start % HW]));
 
   double s1 = 0, s2 = 0;
   for (ChunkElements e(bc.start, bc.end, HW); e.more(); e.advance(HW)) {
-    const double d = static_cast<double>(x[e.offset(bc.c, C, HW)]) - shift;
+    const double d = static_cast<double>(to_float(x[e.offset(bc.c, C, HW)])) - shift;
     s1 += d;
     s2 += d * d;
   }
@@ -124,8 +128,9 @@ __global__ void batchnorm_stats_kernel(double* partials, const float* x, int64_t
 
 // Pass 2 of the forward: combine the channel's partials in chunk order, then y = act(γ·x̂ + β) on this
 // block's chunk (in every block of a channel: no block waits for another). The block of chunk 0 stores the statistics and updates the running estimates.
-__global__ void batchnorm_normalise_kernel(float* y, float* saved_mean, float* saved_invstd, float* running_mean,
-                                           float* running_var, const double* partials, const float* x,
+template <class T>
+__global__ void batchnorm_normalise_kernel(T* y, float* saved_mean, float* saved_invstd, float* running_mean,
+                                           float* running_var, const double* partials, const T* x,
                                            const float* gamma, const float* beta, int64_t N, int64_t C, int64_t HW,
                                            int splits, int64_t chunk, double momentum, double eps, BnActivation act,
                                            float slope) {
@@ -163,7 +168,7 @@ __global__ void batchnorm_normalise_kernel(float* y, float* saved_mean, float* s
   const float g = gamma[bc.c], bt = beta[bc.c];
   for (ChunkElements e(bc.start, bc.end, HW); e.more(); e.advance(HW)) {
     const int64_t k = e.offset(bc.c, C, HW);
-    y[k] = activate((x[k] - mean_f) * invstd_f * g + bt, act, slope);
+    y[k] = from_float<T>(activate((to_float(x[k]) - mean_f) * invstd_f * g + bt, act, slope));
   }
 }
 
@@ -171,7 +176,8 @@ __global__ void batchnorm_normalise_kernel(float* y, float* saved_mean, float* s
 // values. Thread 0 turns the channel's running variance into 1/sqrt(var + eps) once per block, in double
 // as the reference does, and the block reads it from shared memory: no double math and no sqrt per
 // element.
-__global__ void batchnorm_forward_eval_kernel(float* y, const float* x, const float* gamma, const float* beta,
+template <class T>
+__global__ void batchnorm_forward_eval_kernel(T* y, const T* x, const float* gamma, const float* beta,
                                               const float* running_mean, const float* running_var, int64_t N,
                                               int64_t C, int64_t HW, double eps, BnActivation act, float slope) {
   DS_SHARED(float, channel_invstd, 1);
@@ -180,14 +186,15 @@ __global__ void batchnorm_forward_eval_kernel(float* y, const float* x, const fl
   if (threadIdx.x == 0) channel_invstd[0] = static_cast<float>(1.0 / sqrt(static_cast<double>(running_var[c]) + eps));
   __syncthreads();
   const float invstd_f = channel_invstd[0], mean_f = running_mean[c], gamma_f = gamma[c], beta_f = beta[c];
-  const float* xp = x + plane * HW;
-  float* yp = y + plane * HW;
+  const T* xp = x + plane * HW;
+  T* yp = y + plane * HW;
   for (int64_t i = threadIdx.x; i < HW; i += blockDim.x)
-    yp[i] = activate((xp[i] - mean_f) * invstd_f * gamma_f + beta_f, act, slope);
+    yp[i] = from_float<T>(activate((to_float(xp[i]) - mean_f) * invstd_f * gamma_f + beta_f, act, slope));
 }
 
 // Pass 1 of the backward: per chunk Σdz and Σdz·x̂ (dz = the activation's backward of dy) in double.
-__global__ void batchnorm_backward_sums_kernel(double* partials, const float* dy, const float* y, const float* x,
+template <class T>
+__global__ void batchnorm_backward_sums_kernel(double* partials, const T* dy, const T* y, const T* x,
                                                const float* saved_mean, const float* saved_invstd, int64_t N, int64_t C,
                                                int64_t HW, int splits, int64_t chunk, BnActivation act, float slope) {
   DS_SHARED(double, warp_partials, kBatchNormWarps);
@@ -197,9 +204,9 @@ __global__ void batchnorm_backward_sums_kernel(double* partials, const float* dy
   double sum_dz = 0, sum_dz_xhat = 0;
   for (ChunkElements e(bc.start, bc.end, HW); e.more(); e.advance(HW)) {
     const int64_t k = e.offset(bc.c, C, HW);
-    const double dz = static_cast<double>(activation_backward(dy[k], y[k], act, slope));
+    const double dz = static_cast<double>(activation_backward(to_float(dy[k]), to_float(y[k]), act, slope));
     sum_dz += dz;
-    sum_dz_xhat += dz * ((static_cast<double>(x[k]) - mean) * invstd);
+    sum_dz_xhat += dz * ((static_cast<double>(to_float(x[k])) - mean) * invstd);
   }
   sum_dz = block_sum(sum_dz, warp_partials, total);
   sum_dz_xhat = block_sum(sum_dz_xhat, warp_partials, total);
@@ -211,8 +218,9 @@ __global__ void batchnorm_backward_sums_kernel(double* partials, const float* dy
 }
 
 // Pass 2: dx = γ·s·(dz − mean(dz) − x̂·mean(dz·x̂)); the derivation is in engine/nn/cpu/batchnorm.h.
-__global__ void batchnorm_backward_dx_kernel(float* dx, float* dgamma, float* dbeta, const double* partials,
-                                             const float* dy, const float* y, const float* x, const float* gamma,
+template <class T>
+__global__ void batchnorm_backward_dx_kernel(T* dx, float* dgamma, float* dbeta, const double* partials,
+                                             const T* dy, const T* y, const T* x, const float* gamma,
                                              const float* saved_mean, const float* saved_invstd, int64_t N, int64_t C,
                                              int64_t HW, int splits, int64_t chunk, BnActivation act, float slope) {
   DS_SHARED(float, channel_means, 2);  // mean(dz), mean(dz·x̂)
@@ -238,9 +246,9 @@ __global__ void batchnorm_backward_dx_kernel(float* dx, float* dgamma, float* db
   const float scale = gamma[bc.c] * invstd_f;
   for (ChunkElements e(bc.start, bc.end, HW); e.more(); e.advance(HW)) {
     const int64_t k = e.offset(bc.c, C, HW);
-    const float dz = activation_backward(dy[k], y[k], act, slope);
-    const float xhat = (x[k] - mean_f) * invstd_f;
-    dx[k] = scale * (dz - mean_dz - xhat * mean_dz_xhat);
+    const float dz = activation_backward(to_float(dy[k]), to_float(y[k]), act, slope);
+    const float xhat = (to_float(x[k]) - mean_f) * invstd_f;
+    dx[k] = from_float<T>(scale * (dz - mean_dz - xhat * mean_dz_xhat));
   }
 }
 
@@ -268,10 +276,9 @@ void check_activation(BnActivation act, float slope, const char* who) {
     throw std::invalid_argument(std::string(who) + ": LeakyReLU slope must be > 0 (the backward reads sign(y))");
 }
 
-}  // namespace
-
-void batchnorm_act_forward_train(float* y, float* saved_mean, float* saved_invstd, float* running_mean,
-                                 float* running_var, double* workspace, const float* x, const float* gamma,
+template <class T>
+void batchnorm_act_forward_train_t(T* y, float* saved_mean, float* saved_invstd, float* running_mean,
+                                 float* running_var, double* workspace, const T* x, const float* gamma,
                                  const float* beta, int64_t N, int64_t C, int64_t HW, double momentum, double eps,
                                  BnActivation act, float slope, int splits, cudaStream_t stream) {
   // PyTorch refuses this too (torch/nn/functional.py _verify_batch_size): the unbiased variance is 0/0.
@@ -282,27 +289,29 @@ void batchnorm_act_forward_train(float* y, float* saved_mean, float* saved_invst
   if (C <= 0) return;
   const Split s = choose_split(C, N * HW, splits, "batchnorm_act_forward_train");
   const unsigned int blocks = static_cast<unsigned int>(C * s.splits);
-  DS_LAUNCH(batchnorm_stats_kernel, blocks, kBatchNormThreads, 0, stream, workspace, x, N, C, HW, s.splits, s.chunk);
-  DS_LAUNCH(batchnorm_normalise_kernel, blocks, kBatchNormThreads, 0, stream, y, saved_mean, saved_invstd,
+  DS_LAUNCH(batchnorm_stats_kernel<T>, blocks, kBatchNormThreads, 0, stream, workspace, x, N, C, HW, s.splits, s.chunk);
+  DS_LAUNCH(batchnorm_normalise_kernel<T>, blocks, kBatchNormThreads, 0, stream, y, saved_mean, saved_invstd,
             running_mean, running_var, workspace, x, gamma, beta, N, C, HW, s.splits, s.chunk, momentum, eps, act,
             slope);
 }
 
-void batchnorm_act_backward(float* dx, float* dgamma, float* dbeta, double* workspace, const float* dy, const float* y,
-                            const float* x, const float* gamma, const float* saved_mean, const float* saved_invstd,
+template <class T>
+void batchnorm_act_backward_t(T* dx, float* dgamma, float* dbeta, double* workspace, const T* dy, const T* y,
+                            const T* x, const float* gamma, const float* saved_mean, const float* saved_invstd,
                             int64_t N, int64_t C, int64_t HW, BnActivation act, float slope, int splits,
                             cudaStream_t stream) {
   check_activation(act, slope, "batchnorm_act_backward");
   if (C <= 0 || N * HW <= 0) return;  // no values: dgamma/dbeta would get += 0, no dx to write
   const Split s = choose_split(C, N * HW, splits, "batchnorm_act_backward");
   const unsigned int blocks = static_cast<unsigned int>(C * s.splits);
-  DS_LAUNCH(batchnorm_backward_sums_kernel, blocks, kBatchNormThreads, 0, stream, workspace, dy, y, x, saved_mean,
+  DS_LAUNCH(batchnorm_backward_sums_kernel<T>, blocks, kBatchNormThreads, 0, stream, workspace, dy, y, x, saved_mean,
             saved_invstd, N, C, HW, s.splits, s.chunk, act, slope);
-  DS_LAUNCH(batchnorm_backward_dx_kernel, blocks, kBatchNormThreads, 0, stream, dx, dgamma, dbeta, workspace, dy, y, x,
+  DS_LAUNCH(batchnorm_backward_dx_kernel<T>, blocks, kBatchNormThreads, 0, stream, dx, dgamma, dbeta, workspace, dy, y, x,
             gamma, saved_mean, saved_invstd, N, C, HW, s.splits, s.chunk, act, slope);
 }
 
-void batchnorm_act_forward_eval(float* y, const float* x, const float* gamma, const float* beta,
+template <class T>
+void batchnorm_act_forward_eval_t(T* y, const T* x, const float* gamma, const float* beta,
                                 const float* running_mean, const float* running_var, int64_t N, int64_t C, int64_t HW,
                                 double eps, BnActivation act, float slope, cudaStream_t stream) {
   check_activation(act, slope, "batchnorm_act_forward_eval");
@@ -310,9 +319,35 @@ void batchnorm_act_forward_eval(float* y, const float* x, const float* gamma, co
   if (N * C > INT_MAX) throw std::invalid_argument("batchnorm_forward_eval: more N*C planes than a grid holds");
   // Small planes (4×4 maps) get one or two warps rather than 256 mostly idle threads.
   const int threads = HW >= 256 ? 256 : static_cast<int>((HW + 31) / 32 * 32);
-  DS_LAUNCH(batchnorm_forward_eval_kernel, static_cast<unsigned int>(N * C), threads, 0, stream, y, x, gamma, beta,
+  DS_LAUNCH(batchnorm_forward_eval_kernel<T>, static_cast<unsigned int>(N * C), threads, 0, stream, y, x, gamma, beta,
             running_mean, running_var, N, C, HW, eps, act, slope);
 }
+
+}  // namespace
+
+#define DS_BATCHNORM_DEFINITIONS(T)                                                                                  \
+  void batchnorm_act_forward_train(T* y, float* saved_mean, float* saved_invstd, float* running_mean,             \
+                                   float* running_var, double* workspace, const T* x, const float* gamma,         \
+                                   const float* beta, int64_t N, int64_t C, int64_t HW, double momentum,          \
+                                   double eps, BnActivation act, float slope, int splits, cudaStream_t stream) {  \
+    batchnorm_act_forward_train_t(y, saved_mean, saved_invstd, running_mean, running_var, workspace, x, gamma,    \
+                                  beta, N, C, HW, momentum, eps, act, slope, splits, stream);                     \
+  }                                                                                                               \
+  void batchnorm_act_backward(T* dx, float* dgamma, float* dbeta, double* workspace, const T* dy, const T* y,     \
+                              const T* x, const float* gamma, const float* saved_mean, const float* saved_invstd, \
+                              int64_t N, int64_t C, int64_t HW, BnActivation act, float slope, int splits,        \
+                              cudaStream_t stream) {                                                              \
+    batchnorm_act_backward_t(dx, dgamma, dbeta, workspace, dy, y, x, gamma, saved_mean, saved_invstd, N, C, HW,   \
+                             act, slope, splits, stream);                                                         \
+  }                                                                                                               \
+  void batchnorm_act_forward_eval(T* y, const T* x, const float* gamma, const float* beta,                        \
+                                  const float* running_mean, const float* running_var, int64_t N, int64_t C,      \
+                                  int64_t HW, double eps, BnActivation act, float slope, cudaStream_t stream) {   \
+    batchnorm_act_forward_eval_t(y, x, gamma, beta, running_mean, running_var, N, C, HW, eps, act, slope, stream); \
+  }
+DS_BATCHNORM_DEFINITIONS(float)
+DS_BATCHNORM_DEFINITIONS(bf16)
+#undef DS_BATCHNORM_DEFINITIONS
 
 void batchnorm_forward_train(float* y, float* saved_mean, float* saved_invstd, float* running_mean,
                              float* running_var, double* workspace, const float* x, const float* gamma,

@@ -1,6 +1,8 @@
 // cuDNN's descriptor and shape functions (no GPU needed) against the CPU shape helper: for every
 // layer of the DCGAN generator and discriminator at 32×32, 64×64 and 128×512, the descriptors that
-// engine/nn/cudnn_conv.cpp builds hold the shapes the CPU reference computes, ConvTranspose2d included.
+// engine/nn/cudnn_conv.cpp builds hold the shapes the CPU reference computes, ConvTranspose2d included;
+// and for bf16 data (NCHW and NHWC) the data type, compute type, math type, layout and strides the
+// bf16 configuration in cudnn_conv.cpp states.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -60,9 +62,15 @@ std::string cudnn_describe(const ConvShape& s) {
          std::to_string(s.pad_h);
 }
 
-void check_descriptors(const ConvShape& s) {
-  INFO(cudnn_describe(s));
-  const ds::CudnnConvLayerDims d = ds::cudnn_conv_layer_dims(s);
+// Packed strides (n, c, h, w) of an N×C×H×W tensor in NCHW or NHWC memory order.
+std::array<int, 4> packed_strides(const std::array<int, 4>& d, bool nhwc) {
+  if (nhwc) return {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
+  return {d[1] * d[2] * d[3], d[2] * d[3], d[3], 1};
+}
+
+void check_descriptors(const ConvShape& s, ds::CudnnConvFormat format = {}) {
+  INFO(cudnn_describe(s) << (format.bf16 ? " bf16" : " float") << (format.nhwc ? " NHWC" : " NCHW"));
+  const ds::CudnnConvLayerDims d = ds::cudnn_conv_layer_dims(s, format);
   const std::array<int, 4> input{s.N, s.C, s.H, s.W}, output{s.N, s.K, s.out_h(), s.out_w()};
   CHECK(d.input == input);
   CHECK(d.output == output);
@@ -77,6 +85,14 @@ void check_descriptors(const ConvShape& s) {
   // cuDNN's own output-size arithmetic: the Conv2d's output, or for the transposed conv the input it
   // maps back to (its output size is (H−1)·stride − 2·pad + R exactly when this holds).
   CHECK(d.forward_output == (s.transposed ? input : output));
+  // Data type, layout and math: float NCHW with the descriptor's initial CUDNN_DEFAULT_MATH (the
+  // precision's math type is set when a CudnnConv is built), or bf16 data with float compute and
+  // CUDNN_TENSOR_OP_MATH (PyTorch's bfloat16 configuration, cited in cudnn_conv.cpp).
+  CHECK(d.data_type == (format.bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT));
+  CHECK(d.math_type == (format.bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH));
+  CHECK(d.filter_format == (format.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW));
+  CHECK(d.input_strides == packed_strides(input, format.nhwc));
+  CHECK(d.output_strides == packed_strides(output, format.nhwc));
 }
 
 }  // namespace
@@ -117,4 +133,21 @@ TEST_CASE("cudnn descriptors: odd shapes match too, and shapes the CPU helper re
     check_descriptors(s);
   // A shape the CPU helper refuses never reaches cuDNN.
   CHECK_THROWS_AS(ds::cudnn_conv_layer_dims(ds::conv2d_shape(1, 3, 2, 2, 1, 4, 4, 1, 1, 0, 0)), std::invalid_argument);
+}
+
+TEST_CASE("cudnn descriptors for bf16 data, NCHW and NHWC: every DCGAN layer at 64x64 and 128x512, and odd shapes") {
+  for (const bool nhwc : {false, true}) {
+    ds::CudnnConvFormat format;
+    format.bf16 = true;
+    format.nhwc = nhwc;
+    for (const ConvShape& s : dcgan_layers(64, 64, 3, 100, 64, 64, 128)) check_descriptors(s, format);
+    for (const ConvShape& s : dcgan_layers(128, 512, 1, 100, 64, 64, 16)) check_descriptors(s, format);
+    check_descriptors(ds::conv2d_shape(3, 3, 5, 7, 2, 3, 2, 1, 1, 0, 0), format);
+    check_descriptors(ds::conv_transpose2d_shape(2, 3, 5, 7, 4, 3, 2, 2, 1, 1, 0), format);
+  }
+  // Float data in NHWC is refused (the float path is NCHW throughout).
+  ds::CudnnConvFormat float_nhwc;
+  float_nhwc.nhwc = true;
+  CHECK_THROWS_AS(ds::cudnn_conv_layer_dims(ds::conv2d_shape(1, 3, 8, 8, 4, 4, 4, 2, 2, 1, 1), float_nhwc),
+                  std::invalid_argument);
 }

@@ -1,5 +1,6 @@
-// `--precision fp32|tf32` (engine/core/precision.h): parsing, the error naming the flag, and that the CPU
-// never touches the CUDA context (which would throw here, where no GPU exists).
+// `--precision fp32|tf32|bf16` (engine/core/precision.h): parsing, the error naming the flag, that the CPU
+// never touches the CUDA context (which would throw here, where no GPU exists), and that bf16 is refused
+// with a message naming the flag on the CPU and, until the step uses it, on CUDA.
 #include <doctest/doctest.h>
 
 #include <stdexcept>
@@ -7,16 +8,30 @@
 
 #include "engine/core/precision.h"
 
-TEST_CASE("unit precision: tf32 and fp32 parse, anything else is refused naming the flag") {
+namespace {
+// What apply_precision(bf16, device) throws ("" when it does not throw std::invalid_argument).
+std::string error_of_bf16(ds::Device device) {
+  try {
+    ds::apply_precision(ds::Precision::BF16, device);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("unit precision: tf32, fp32 and bf16 parse, anything else is refused naming the flag") {
   CHECK(ds::parse_precision("tf32") == ds::Precision::TF32);
   CHECK(ds::parse_precision("fp32") == ds::Precision::FP32);
+  CHECK(ds::parse_precision("bf16") == ds::Precision::BF16);
   CHECK(std::string(ds::precision_name(ds::Precision::FP32)) == "fp32");
   CHECK(std::string(ds::precision_name(ds::Precision::TF32)) == "tf32");
+  CHECK(std::string(ds::precision_name(ds::Precision::BF16)) == "bf16");
   try {
-    ds::parse_precision("bf16", "--precision");
-    FAIL("bf16 accepted");
+    ds::parse_precision("fp16", "--precision");
+    FAIL("fp16 accepted");
   } catch (const std::invalid_argument& e) {
-    CHECK(std::string(e.what()) == "--precision bf16: expected fp32 or tf32");
+    CHECK(std::string(e.what()) == "--precision fp16: expected fp32, tf32 or bf16");
   }
   CHECK_THROWS_AS(ds::parse_precision("TF32"), std::invalid_argument);  // the flag's values are lower case
 }
@@ -24,4 +39,14 @@ TEST_CASE("unit precision: tf32 and fp32 parse, anything else is refused naming 
 TEST_CASE("unit precision: applying it for the CPU does not create a CUDA context") {
   CHECK_NOTHROW(ds::apply_precision(ds::Precision::FP32, ds::Device::CPU));
   CHECK_NOTHROW(ds::apply_precision(ds::Precision::TF32, ds::Device::CPU));
+}
+
+TEST_CASE("unit precision: bf16 is refused naming the flag, on the CPU (CUDA only) and on CUDA (not implemented yet)") {
+  const std::string cpu = error_of_bf16(ds::Device::CPU);
+  CHECK(cpu.find("--precision bf16") == 0);
+  CHECK(cpu.find("needs a CUDA device") != std::string::npos);
+  // The CUDA branch refuses before touching the CUDA context (none exists here).
+  const std::string cuda = error_of_bf16(ds::Device::CUDA);
+  CHECK(cuda.find("--precision bf16") == 0);
+  CHECK(cuda.find("not implemented yet") != std::string::npos);
 }

@@ -9,11 +9,32 @@
 // (ConvTranspose2d forward = cudnn_convolution_backward_input, its backward-input =
 // cudnn_convolution_forward_out, its weight gradient = cudnn_convolution_backward_weight with input and
 // grad_output swapped) and Conv_v7.cpp (raw_cudnn_convolution_*_out_32bit: the exact argument lists).
+//
+// bf16 (`--precision bf16`), what it rests on:
+//   * data and compute types: every tensor and the filter CUDNN_DATA_BFLOAT16, the convolution
+//     descriptor's compute type CUDNN_DATA_FLOAT (products accumulated in float32), tensor-core math
+//     CUDNN_TENSOR_OP_MATH. This is PyTorch's choice for bfloat16 convolutions
+//     (aten/src/ATen/cudnn/Descriptors.h, ConvolutionDescriptor::set: mathType = CUDNN_DATA_FLOAT for
+//     CUDNN_DATA_BFLOAT16 data, cudnnSetConvolutionMathType(CUDNN_TENSOR_OP_MATH); the same code is
+//     copied in stable-fast's cudnn_convolution.cpp). NOT verified here: NVIDIA's per-function table of
+//     supported data-type configurations (cudnnConvolutionForward/BackwardData/BackwardFilter, "BFLOAT16"
+//     rows) was not in the reference material available to this session; cuDNN itself rejects an
+//     unsupported combination with CUDNN_STATUS_NOT_SUPPORTED when the algorithms are chosen, which
+//     the tests/gpu bf16 case would show on the first GPU run.
+//   * scaling factors alpha/beta are float for BFLOAT16 data (PyTorch, Descriptors.h, Constant: float
+//     for HALF, BFLOAT16 and FLOAT).
+//   * tensor cores: the legacy-API guide (docs.nvidia.com/deeplearning/cudnn/latest/developer/legacy-api.html,
+//     "Tensor Core operations") says they are triggered only with CUDNN_TENSOR_OP_MATH (or
+//     ..._ALLOW_CONVERSION) on the convolution descriptor, for IMPLICIT_PRECOMP_GEMM / WINOGRAD_NONFUSED
+//     forward, BWD_DATA_ALGO_1 and BWD_FILTER_ALGO_1, and that cuDNN "may use padding, folding, and
+//     NCHW-to-NHWC transformations" to reach them: NHWC data skips those transformations, hence the
+//     nhwc option of CudnnConvFormat.
 #include "engine/nn/cudnn_conv.h"
 
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 
@@ -23,8 +44,15 @@ namespace ds {
 
 // ---- descriptors (no GPU) -----------------------------------------------------------------------
 
-CudnnConvDescriptors::CudnnConvDescriptors(const ConvShape& s) {
+void CudnnConvFormat::validate() const {
+  if (nhwc && !bf16) throw std::invalid_argument("cuDNN convolution: NHWC is only used with bf16 data");
+}
+
+CudnnConvDescriptors::CudnnConvDescriptors(const ConvShape& s, CudnnConvFormat format) {
   s.validate();
+  format.validate();
+  const cudnnDataType_t data = format.data_type();
+  const cudnnTensorFormat_t layout = format.layout();
   // cuDNN's forward convolution: Conv2d is itself; ConvTranspose2d is the backward-data of the Conv2d
   // from the layer's output (N×K×P×Q) back to its input (N×C×H×W), whose out×in filter is C×K×R×S.
   const int P = s.out_h(), Q = s.out_w();
@@ -34,16 +62,23 @@ CudnnConvDescriptors::CudnnConvDescriptors(const ConvShape& s) {
     DS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&conv_x));
     DS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&conv_y));
     DS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&filter));
-    DS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(conv_x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.N, xc, xh, xw));
-    DS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(conv_y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s.N, yc, yh, yw));
-    // Filter k×c×h×w = cuDNN's output channels × input channels × R × S.
-    DS_CUDNN_CHECK(cudnnSetFilter4dDescriptor(filter, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, yc, xc, s.R, s.S));
+    // (desc, format, dataType, n, c, h, w): sizes are given in NCHW order whatever the format; the
+    // format says how they lie in memory (packed).
+    DS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(conv_x, layout, data, s.N, xc, xh, xw));
+    DS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(conv_y, layout, data, s.N, yc, yh, yw));
+    // Filter k×c×h×w = cuDNN's output channels × input channels × R × S ((desc, dataType, format, k, c,
+    // h, w); NHWC stores it k×h×w×c).
+    DS_CUDNN_CHECK(cudnnSetFilter4dDescriptor(filter, data, layout, yc, xc, s.R, s.S));
     for (auto& c : conv) {
       DS_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&c));
       // PyTorch's Conv2d is a cross-correlation (no kernel flip); float compute as PyTorch sets for
       // float tensors (ConvolutionDescriptor::set with dataType FLOAT).
+      // float compute for bf16 data as well (see the header comment).
       DS_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, s.pad_h, s.pad_w, s.stride_h, s.stride_w, 1, 1,
                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+      // bf16: tensor-core math from the start (the float path sets its math type per precision when a
+      // CudnnConv is built; a descriptor starts as CUDNN_DEFAULT_MATH).
+      if (format.bf16) DS_CUDNN_CHECK(cudnnSetConvolutionMathType(c, CUDNN_TENSOR_OP_MATH));
     }
   } catch (...) {
     release();
@@ -63,35 +98,40 @@ void CudnnConvDescriptors::release() {
 }
 
 namespace {
-std::array<int, 4> tensor_dims(cudnnTensorDescriptor_t d) {
-  cudnnDataType_t type;
+struct TensorDims {
   std::array<int, 4> dims{}, strides{};
-  DS_CUDNN_CHECK(cudnnGetTensor4dDescriptor(d, &type, &dims[0], &dims[1], &dims[2], &dims[3], &strides[0],
-                                            &strides[1], &strides[2], &strides[3]));
-  // Everything here is packed NCHW float; anything else would be a descriptor bug.
-  if (type != CUDNN_DATA_FLOAT || strides[3] != 1 || strides[2] != dims[3] || strides[1] != dims[2] * dims[3] ||
-      strides[0] != dims[1] * dims[2] * dims[3])
-    throw CudnnError("cuDNN tensor descriptor is not packed NCHW float");
-  return dims;
+  cudnnDataType_t type{};
+};
+// Reads a descriptor back; the strides are checked by the caller (tests/test_cudnn_descriptors.cpp).
+TensorDims tensor_dims(cudnnTensorDescriptor_t d) {
+  TensorDims t;
+  DS_CUDNN_CHECK(cudnnGetTensor4dDescriptor(d, &t.type, &t.dims[0], &t.dims[1], &t.dims[2], &t.dims[3],
+                                            &t.strides[0], &t.strides[1], &t.strides[2], &t.strides[3]));
+  return t;
 }
 }  // namespace
 
-CudnnConvLayerDims cudnn_conv_layer_dims(const ConvShape& s) {
-  CudnnConvDescriptors d(s);
+CudnnConvLayerDims cudnn_conv_layer_dims(const ConvShape& s, CudnnConvFormat format) {
+  CudnnConvDescriptors d(s, format);
   CudnnConvLayerDims out;
-  const std::array<int, 4> conv_x = tensor_dims(d.conv_x), conv_y = tensor_dims(d.conv_y);
-  out.input = s.transposed ? conv_y : conv_x;
-  out.output = s.transposed ? conv_x : conv_y;
+  const TensorDims conv_x = tensor_dims(d.conv_x), conv_y = tensor_dims(d.conv_y);
+  if (conv_x.type != conv_y.type) throw CudnnError("cuDNN tensor descriptors disagree on the data type");
+  out.input = s.transposed ? conv_y.dims : conv_x.dims;
+  out.output = s.transposed ? conv_x.dims : conv_y.dims;
+  out.input_strides = s.transposed ? conv_y.strides : conv_x.strides;
+  out.output_strides = s.transposed ? conv_x.strides : conv_y.strides;
   cudnnDataType_t type;
-  cudnnTensorFormat_t format;
-  DS_CUDNN_CHECK(cudnnGetFilter4dDescriptor(d.filter, &type, &format, &out.filter[0], &out.filter[1],
+  DS_CUDNN_CHECK(cudnnGetFilter4dDescriptor(d.filter, &type, &out.filter_format, &out.filter[0], &out.filter[1],
                                             &out.filter[2], &out.filter[3]));
+  if (type != conv_x.type) throw CudnnError("cuDNN filter and tensor descriptors disagree on the data type");
+  out.data_type = type;
   for (auto c : d.conv) {
     std::array<int, 6> geometry{};
     DS_CUDNN_CHECK(cudnnGetConvolution2dDescriptor(c, &geometry[0], &geometry[1], &geometry[2], &geometry[3],
                                                    &geometry[4], &geometry[5], &out.mode, &out.compute_type));
     if (c != d.conv[0] && geometry != out.conv) throw CudnnError("cuDNN convolution descriptors disagree");
     out.conv = geometry;
+    DS_CUDNN_CHECK(cudnnGetConvolutionMathType(c, &out.math_type));
   }
   auto& f = out.forward_output;
   DS_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv[0], d.conv_x, d.filter, &f[0], &f[1], &f[2], &f[3]));
@@ -136,13 +176,14 @@ const Perf* pick(const Perf* perf, int count, size_t limit, bool exact) {
                    " within a workspace of " + std::to_string(limit) + " bytes");
 }
 
-using ChoiceKey = std::tuple<int, int, int, int, int, int, int, int, int, int, int, bool, bool, size_t>;
+using ChoiceKey = std::tuple<int, int, int, int, int, int, int, int, int, int, int, bool, bool, size_t, bool, bool>;
 
-AlgoChoice choose_algorithms(const CudnnConvDescriptors& d, const ConvShape& s, size_t limit, bool exact) {
+AlgoChoice choose_algorithms(const CudnnConvDescriptors& d, const ConvShape& s, size_t limit, bool exact,
+                             CudnnConvFormat format) {
   static std::mutex mutex;
   static std::map<ChoiceKey, AlgoChoice> cache;
   const ChoiceKey key{s.N, s.C, s.H, s.W, s.K, s.R, s.S, s.stride_h, s.stride_w, s.pad_h, s.pad_w,
-                      s.transposed, exact, limit};
+                      s.transposed, exact, limit, format.bf16, format.nhwc};
   std::lock_guard<std::mutex> lock(mutex);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
 
@@ -187,7 +228,8 @@ AlgoChoice choose_algorithms(const CudnnConvDescriptors& d, const ConvShape& s, 
 
 }  // namespace
 
-CudnnConv::CudnnConv(const ConvShape& shape, size_t workspace_limit) : shape_(shape), desc_(shape) {
+CudnnConv::CudnnConv(const ConvShape& shape, size_t workspace_limit, CudnnConvFormat format)
+    : shape_(shape), format_(format), desc_(shape, format) {
   CudaContext& ctx = CudaContext::get();
   // Math type before asking the heuristics, so they rank the kernels this mode allows (PyTorch,
   // Conv_v7.cpp, Note [behavior of cudnnFind and cudnnGet]). What the four cudnnMathType_t values
@@ -208,10 +250,13 @@ CudnnConv::CudnnConv(const ConvShape& shape, size_t workspace_limit) : shape_(sh
   // exactly what PyTorch does with torch.backends.cudnn.allow_tf32 on/off (Conv_v7.cpp sets FMA when
   // allow_tf32 is off; Paddle's conv_cudnn_helper does the same). cuBLAS follows the same switch
   // (CudaContext::set_exact_math: CUBLAS_TF32_TENSOR_OP_MATH or CUBLAS_PEDANTIC_MATH).
-  const bool exact = ctx.exact_math();
-  for (auto c : desc_.conv) DS_CUDNN_CHECK(cudnnSetConvolutionMathType(c, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
+  // bf16 data: the descriptors already hold CUDNN_TENSOR_OP_MATH (see the file's header comment); the
+  // fp32/tf32 switch does not apply (`--precision` is one choice of fp32, tf32 or bf16).
+  const bool exact = !format_.bf16 && ctx.exact_math();
+  if (!format_.bf16)
+    for (auto c : desc_.conv) DS_CUDNN_CHECK(cudnnSetConvolutionMathType(c, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH));
 
-  const AlgoChoice choice = choose_algorithms(desc_, shape_, workspace_limit, exact);
+  const AlgoChoice choice = choose_algorithms(desc_, shape_, workspace_limit, exact, format_);
   fwd_algo_ = static_cast<cudnnConvolutionFwdAlgo_t>(choice.fwd);
   bwd_data_algo_ = static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.bwd_data);
   bwd_filter_algo_ = static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.bwd_filter);
@@ -236,7 +281,33 @@ CudnnConv::CudnnConv(const ConvShape& shape, size_t workspace_limit) : shape_(sh
 
 // ---- the layer's three operations ---------------------------------------------------------------
 
+void CudnnConv::check_storage(bool bf16, const char* call) const {
+  if (bf16 != format_.bf16)
+    throw std::invalid_argument(std::string("CudnnConv::") + call + ": called with " + (bf16 ? "bf16" : "float") +
+                                " data on a layer built for " + (format_.bf16 ? "bf16" : "float"));
+}
+
+void CudnnConv::forward(bf16* y, const bf16* x, const bf16* w) const {
+  check_storage(true, "forward");
+  if (!shape_.transposed) cudnn_forward(y, x, w);
+  else cudnn_backward_data(y, x, w);  // roles as in the float overload below
+}
+
+void CudnnConv::backward_data(bf16* dx, const bf16* dy, const bf16* w) const {
+  check_storage(true, "backward_data");
+  if (!shape_.transposed) cudnn_backward_data(dx, dy, w);
+  else cudnn_forward(dx, dy, w);
+}
+
+void CudnnConv::backward_filter(bf16* dw, const bf16* dy, const bf16* x) const {
+  check_storage(true, "backward_filter");
+  // beta = 0: dw written in bf16, accumulated into the float32 master gradient by the caller.
+  if (!shape_.transposed) cudnn_backward_filter(dw, x, dy, 0.0f);
+  else cudnn_backward_filter(dw, dy, x, 0.0f);
+}
+
 void CudnnConv::forward(float* y, const float* x, const float* w) const {
+  check_storage(false, "forward");
   if (!shape_.transposed) {
     cudnn_forward(y, x, w);
   } else {
@@ -248,6 +319,7 @@ void CudnnConv::forward(float* y, const float* x, const float* w) const {
 }
 
 void CudnnConv::backward_data(float* dx, const float* dy, const float* w) const {
+  check_storage(false, "backward_data");
   if (!shape_.transposed) {
     cudnn_backward_data(dx, dy, w);
   } else {
@@ -259,19 +331,21 @@ void CudnnConv::backward_data(float* dx, const float* dy, const float* w) const 
 }
 
 void CudnnConv::backward_filter(float* dw, const float* dy, const float* x) const {
+  check_storage(false, "backward_filter");
   if (!shape_.transposed) {
-    cudnn_backward_filter(dw, x, dy);
+    cudnn_backward_filter(dw, x, dy, 1.0f);
   } else {
     // ConvTranspose2d weight gradient = cudnnConvolutionBackwardFilter with x and dy swapped: cuDNN's
     // x is the layer's dy, cuDNN's dy is the layer's input x (ConvShared.cpp:
     // cudnn_convolution_transpose_backward_weight passes (grad_output = input_t, input = grad_output_t)).
-    cudnn_backward_filter(dw, dy, x);
+    cudnn_backward_filter(dw, dy, x, 1.0f);
   }
 }
 
 // ---- cuDNN's three primitives -------------------------------------------------------------------
 
-void CudnnConv::cudnn_forward(float* conv_y, const float* conv_x, const float* w) const {
+// alpha and beta are floats for FLOAT and BFLOAT16 data alike (see the header comment).
+void CudnnConv::cudnn_forward(void* conv_y, const void* conv_x, const void* w) const {
   CudaContext& ctx = CudaContext::get();
   const float alpha = 1.0f, beta = 0.0f;  // y written
   // cudnnConvolutionForward(handle, alpha, xDesc, x, wDesc, w, convDesc, algo, workSpace,
@@ -281,7 +355,7 @@ void CudnnConv::cudnn_forward(float* conv_y, const float* conv_x, const float* w
                                          conv_y));
 }
 
-void CudnnConv::cudnn_backward_data(float* conv_dx, const float* conv_dy, const float* w) const {
+void CudnnConv::cudnn_backward_data(void* conv_dx, const void* conv_dy, const void* w) const {
   CudaContext& ctx = CudaContext::get();
   const float alpha = 1.0f, beta = 0.0f;  // dx written
   // cudnnConvolutionBackwardData(handle, alpha, wDesc, w, dyDesc, dy, convDesc, algo, workSpace,
@@ -291,9 +365,10 @@ void CudnnConv::cudnn_backward_data(float* conv_dx, const float* conv_dy, const 
                                               bwd_data_bytes_, &beta, desc_.conv_x, conv_dx));
 }
 
-void CudnnConv::cudnn_backward_filter(float* dw, const float* conv_x, const float* conv_dy) const {
+void CudnnConv::cudnn_backward_filter(void* dw, const void* conv_x, const void* conv_dy, float beta) const {
   CudaContext& ctx = CudaContext::get();
-  const float alpha = 1.0f, beta = 1.0f;  // dw accumulates: parameter gradients are += everywhere
+  // beta = 1 (float): dw accumulates, parameter gradients are += everywhere; 0 (bf16): dw written.
+  const float alpha = 1.0f;
   // cudnnConvolutionBackwardFilter(handle, alpha, xDesc, x, dyDesc, dy, convDesc, algo, workSpace,
   //                                workSpaceSizeInBytes, beta, dwDesc, dw): dw = alpha·∂/∂w + beta·dw.
   DS_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &alpha, desc_.conv_x, conv_x, desc_.conv_y, conv_dy,

@@ -9,6 +9,17 @@
 // (ConvTranspose2d forward = cudnn_convolution_backward_input, its backward-input =
 // cudnn_convolution_forward_out, its weight gradient = cudnn_convolution_backward_weight with input and
 // grad_output swapped) and Conv_v7.cpp (raw_cudnn_convolution_*_out_32bit: the exact argument lists).
+//
+// CUDA graph capture (engine/train/step_graph.h): the three calls below are captured with the training
+// step. What makes that sound: they run on the handle's stream (cudnnSetStream in cuda_context.cpp, a
+// non-blocking stream, never the legacy one, which cannot be captured: cudaStreamBeginCapture's
+// documentation), their workspace is a caller-owned pointer reserved when the model is built
+// (CudaContext::workspace never grows inside a step; a cudaMalloc during capture is prohibited), the
+// algorithms are fixed at construction (no cudnnFind during a step), and alpha/beta are read from host
+// memory at call time (their values become the captured kernels' arguments; they are constants here).
+// NVIDIA's legacy-API documentation does not state capturability either way, so the trainer warms up
+// one eager step before capturing and falls back to eager launches if the capture fails.
+// Each call is also recorded in the thread's launch log when one is active (kernels/launch_log.h).
 #include "engine/nn/cudnn_conv.h"
 
 #include <algorithm>
@@ -18,6 +29,7 @@
 #include <tuple>
 
 #include "engine/core/cuda_context.h"
+#include "kernels/launch_log.h"
 
 namespace ds {
 
@@ -276,9 +288,12 @@ void CudnnConv::cudnn_forward(float* conv_y, const float* conv_x, const float* w
   const float alpha = 1.0f, beta = 0.0f;  // y written
   // cudnnConvolutionForward(handle, alpha, xDesc, x, wDesc, w, convDesc, algo, workSpace,
   //                         workSpaceSizeInBytes, beta, yDesc, y): y = alpha·(x ⋆ w) + beta·y.
+  void* workspace = ctx.workspace(fwd_bytes_);  // reserved at construction: never grows here
+  if (launch_log::LaunchLog* log = launch_log::active())  // every argument, as the call receives it
+    log->call("cudnnConvolutionForward", ctx.stream(), ctx.cudnn(), alpha, desc_.conv_x, conv_x, desc_.filter, w,
+              desc_.conv[0], fwd_algo_, workspace, fwd_bytes_, beta, desc_.conv_y, conv_y);
   DS_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &alpha, desc_.conv_x, conv_x, desc_.filter, w, desc_.conv[0],
-                                         fwd_algo_, ctx.workspace(fwd_bytes_), fwd_bytes_, &beta, desc_.conv_y,
-                                         conv_y));
+                                         fwd_algo_, workspace, fwd_bytes_, &beta, desc_.conv_y, conv_y));
 }
 
 void CudnnConv::cudnn_backward_data(float* conv_dx, const float* conv_dy, const float* w) const {
@@ -286,9 +301,13 @@ void CudnnConv::cudnn_backward_data(float* conv_dx, const float* conv_dy, const 
   const float alpha = 1.0f, beta = 0.0f;  // dx written
   // cudnnConvolutionBackwardData(handle, alpha, wDesc, w, dyDesc, dy, convDesc, algo, workSpace,
   //                              workSpaceSizeInBytes, beta, dxDesc, dx): dx = alpha·∂(x ⋆ w)/∂x·dy + beta·dx.
+  void* workspace = ctx.workspace(bwd_data_bytes_);
+  if (launch_log::LaunchLog* log = launch_log::active())
+    log->call("cudnnConvolutionBackwardData", ctx.stream(), ctx.cudnn(), alpha, desc_.filter, w, desc_.conv_y,
+              conv_dy, desc_.conv[1], bwd_data_algo_, workspace, bwd_data_bytes_, beta, desc_.conv_x, conv_dx);
   DS_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &alpha, desc_.filter, w, desc_.conv_y, conv_dy,
-                                              desc_.conv[1], bwd_data_algo_, ctx.workspace(bwd_data_bytes_),
-                                              bwd_data_bytes_, &beta, desc_.conv_x, conv_dx));
+                                              desc_.conv[1], bwd_data_algo_, workspace, bwd_data_bytes_, &beta,
+                                              desc_.conv_x, conv_dx));
 }
 
 void CudnnConv::cudnn_backward_filter(float* dw, const float* conv_x, const float* conv_dy) const {
@@ -296,9 +315,14 @@ void CudnnConv::cudnn_backward_filter(float* dw, const float* conv_x, const floa
   const float alpha = 1.0f, beta = 1.0f;  // dw accumulates: parameter gradients are += everywhere
   // cudnnConvolutionBackwardFilter(handle, alpha, xDesc, x, dyDesc, dy, convDesc, algo, workSpace,
   //                                workSpaceSizeInBytes, beta, dwDesc, dw): dw = alpha·∂/∂w + beta·dw.
+  void* workspace = ctx.workspace(bwd_filter_bytes_);
+  if (launch_log::LaunchLog* log = launch_log::active())
+    log->call("cudnnConvolutionBackwardFilter", ctx.stream(), ctx.cudnn(), alpha, desc_.conv_x, conv_x,
+              desc_.conv_y, conv_dy, desc_.conv[2], bwd_filter_algo_, workspace, bwd_filter_bytes_, beta,
+              desc_.filter, dw);
   DS_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &alpha, desc_.conv_x, conv_x, desc_.conv_y, conv_dy,
-                                                desc_.conv[2], bwd_filter_algo_, ctx.workspace(bwd_filter_bytes_),
-                                                bwd_filter_bytes_, &beta, desc_.filter, dw));
+                                                desc_.conv[2], bwd_filter_algo_, workspace, bwd_filter_bytes_,
+                                                &beta, desc_.filter, dw));
 }
 
 }  // namespace ds

@@ -202,6 +202,10 @@ int main(int argc, char** argv) {
   train->add_option("--dump", tc.dump_step,
                     "write every activation and gradient of step STEP as .npy into OUT/dump/step_NNNNNNN (index.json)")
       ->check(CLI::PositiveNumber);
+  bool train_no_graph = false;  // issue 9: the CUDA step captured once and replayed unless --no-graph
+  train->add_flag("--no-graph", train_no_graph,
+                  "CUDA: launch every kernel of every step (default: capture the step once as a CUDA graph and "
+                  "replay it; eager launches are also the fallback when capture fails)");
 
   // ---- sample ----
   auto* sample = app.add_subcommand("sample", "generate images from a checkpoint");
@@ -413,6 +417,7 @@ int main(int argc, char** argv) {
       apply_precision(parse_precision(train_precision), tc.device);  // before the models' cuDNN plans
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
+      tc.cuda_graph = !train_no_graph;
       Trainer trainer(tc);
       // Mel datasets: generated clips as TensorBoard audio, inverted on a worker thread (outlives run()).
       const std::unique_ptr<MelAudioPreview> audio_preview = mel_audio_preview_for(tc.data_path);

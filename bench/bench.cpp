@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   std::string size, device = "auto", json_path, song = kDefaultSong, precision = "tf32";
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int steps = 0, warmup = -1, layer_reps = 0, gemm_n = 0, gl_iters = 64;
-  bool smoke = false, no_audio = false, no_gan = false;
+  bool smoke = false, no_audio = false, no_gan = false, no_graph = false;
   app.add_option("--config", configs, "configuration (repeatable): dcgan64, mel128, mel128x512; all when absent");
   app.add_option("--batch", batch, "batch size (overrides the configuration's 64)");
   app.add_option("--ngf", ngf, "generator width (overrides 64)");
@@ -116,6 +116,9 @@ int main(int argc, char** argv) {
   app.add_flag("--smoke", smoke, "tiny sizes and a few steps (CI: checks the output, not the times)");
   app.add_flag("--no-audio", no_audio, "skip the audio figures");
   app.add_flag("--no-gan", no_gan, "skip the training-step figures");
+  app.add_flag("--no-graph", no_graph,
+               "CUDA: launch every kernel of every timed step (default: the step captured once as a CUDA graph "
+               "and replayed, as train does)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -161,6 +164,7 @@ int main(int argc, char** argv) {
     opt.warmup_steps = warmup >= 0 ? warmup : (smoke ? 1 : 2);
     opt.timed_steps = steps > 0 ? steps : (smoke ? 2 : (cpu ? 5 : 20));
     opt.layer_reps = layer_reps > 0 ? layer_reps : (smoke ? 1 : 3);
+    opt.cuda_graph = !no_graph;
     opt.matrix_peak_flops = peak["flop_per_s"].get<double>();
     doc["configs"] = nlohmann::json::array();
     if (!no_gan) {

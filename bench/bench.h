@@ -50,6 +50,7 @@ struct GanRunOptions {
   int threads = 1;
   int warmup_steps = 2, timed_steps = 5;
   int layer_reps = 3;       // timed repetitions of each op in the per-layer table
+  bool cuda_graph = true;   // CUDA: the step captured once and replayed (engine/train/step_graph.h); --no-graph
   double matrix_peak_flops = 0;  // from measure_gemm_peak in the same run (0: unknown)
 };
 // Builds G and D, runs the steps, fills the per-layer table; returns the configuration's JSON object.

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "kernels/fill.h"
+#include "kernels/launch_log.h"
 
 namespace ds {
 
@@ -114,6 +115,8 @@ CudaContext::~CudaContext() {
 
 void* CudaContext::workspace(size_t bytes) {
   if (bytes > workspace_bytes_) {
+    launch_log::require_outside_step("CudaContext::workspace (growing it: cudaFree + cudaMalloc)");
+    ++workspace_generation_;  // a captured graph holding the old pointer must not be replayed
     if (workspace_) {
       DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
       DS_CUDA_CHECK(cudaFree(workspace_));
@@ -131,6 +134,9 @@ void CudaContext::set_exact_math(bool exact) {
   DS_CUBLAS_CHECK(cublasSetMathMode(cublas_, exact ? CUBLAS_PEDANTIC_MATH : CUBLAS_TF32_TENSOR_OP_MATH));
 }
 
-void CudaContext::synchronize() { DS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaContext::synchronize() {
+  launch_log::require_outside_step("CudaContext::synchronize (cudaStreamSynchronize)");
+  DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 }  // namespace ds

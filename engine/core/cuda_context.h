@@ -3,6 +3,7 @@
 // kernel-image check or cudnnCreate.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include <cublas_v2.h>
@@ -50,6 +51,9 @@ class CudaContext {
   // A device workspace of at least `bytes` (grown only when models are built, never in a step).
   void* workspace(size_t bytes);
   size_t workspace_size() const { return workspace_bytes_; }
+  // Increases every time the workspace is reallocated (its pointer may change): a CUDA graph captured
+  // with an older generation holds a freed pointer (engine/train/step_graph.h checks it before replay).
+  uint64_t workspace_generation() const { return workspace_generation_; }
 
   // Exact-comparison mode: FMA-only math in cuDNN and cuBLAS (no TF32). Default: TF32 allowed.
   void set_exact_math(bool exact);
@@ -68,6 +72,7 @@ class CudaContext {
   cublasHandle_t cublas_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  uint64_t workspace_generation_ = 0;
   bool exact_math_ = false;
 };
 

@@ -7,6 +7,7 @@
 
 #include "engine/core/cuda_context.h"
 #include "kernels/check.h"
+#include "kernels/launch_log.h"
 
 namespace ds {
 
@@ -15,6 +16,7 @@ class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(size_t count) : count_(count) {
+    launch_log::require_outside_step("DeviceBuffer (cudaMalloc)");
     if (count_ > 0) DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), count_ * sizeof(T)));
   }
   ~DeviceBuffer() {
@@ -39,12 +41,14 @@ class DeviceBuffer {
   // stream a plain cudaMemcpy uses) and wait, so kernels enqueued afterwards see the data and the
   // host buffer may be reused at once.
   void upload(const T* host, size_t count) {
+    launch_log::require_outside_step("DeviceBuffer::upload");
     CudaContext& ctx = CudaContext::get();
     DS_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, count * sizeof(T), cudaMemcpyHostToDevice, ctx.stream()));
     ctx.synchronize();
   }
   void upload(const std::vector<T>& host) { upload(host.data(), host.size()); }
   void download(T* host, size_t count) const {
+    launch_log::require_outside_step("DeviceBuffer::download");
     CudaContext& ctx = CudaContext::get();
     DS_CUDA_CHECK(cudaMemcpyAsync(host, ptr_, count * sizeof(T), cudaMemcpyDeviceToHost, ctx.stream()));
     ctx.synchronize();

@@ -8,6 +8,7 @@
 
 #include "engine/core/cuda_context.h"
 #include "kernels/fill.h"
+#include "kernels/launch_log.h"
 
 namespace ds {
 
@@ -40,6 +41,7 @@ Tensor Tensor::empty(const Shape& shape, Device device) {
     t.data_ = buf.get();
     t.owner_ = buf;
   } else {
+    launch_log::require_outside_step("Tensor::empty (cudaMalloc)");
     CudaContext::get();  // fails clearly if there is no GPU
     float* p = nullptr;
     const size_t bytes = std::max<int64_t>(n, 1) * sizeof(float);
@@ -99,6 +101,7 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
 }
 
 std::vector<float> Tensor::to_host() const {
+  launch_log::require_outside_step("Tensor::to_host");
   std::vector<float> out(numel());
   if (out.empty()) return out;
   if (device_ == Device::CPU) {
@@ -112,6 +115,7 @@ std::vector<float> Tensor::to_host() const {
 }
 
 void Tensor::copy_from_host(const float* values, int64_t count) {
+  launch_log::require_outside_step("Tensor::copy_from_host");
   if (count != numel()) throw std::invalid_argument("Tensor::copy_from_host: size mismatch for " + shape_str(shape_));
   if (count == 0) return;
   if (device_ == Device::CPU) {
@@ -134,7 +138,13 @@ void Tensor::copy_from(const Tensor& src) {
   const cudaMemcpyKind kind = src.device_ == Device::CPU
                                   ? cudaMemcpyHostToDevice
                                   : (device_ == Device::CPU ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice);
+  // A device-to-device copy is stream-ordered and capturable; any other kind reads or writes host
+  // memory and waits for it.
+  if (kind != cudaMemcpyDeviceToDevice) launch_log::require_outside_step("Tensor::copy_from (host side)");
   CudaContext& ctx = CudaContext::get();
+  if (launch_log::LaunchLog* log = launch_log::active())
+    log->call("cudaMemcpyAsync", ctx.stream(), static_cast<void*>(data_), static_cast<const void*>(src.data_),
+              numel() * sizeof(float), kind);
   DS_CUDA_CHECK(cudaMemcpyAsync(data_, src.data_, numel() * sizeof(float), kind, ctx.stream()));
   if (kind != cudaMemcpyDeviceToDevice) ctx.synchronize();
 }

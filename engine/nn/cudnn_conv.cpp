@@ -29,6 +29,16 @@
 //     forward, BWD_DATA_ALGO_1 and BWD_FILTER_ALGO_1, and that cuDNN "may use padding, folding, and
 //     NCHW-to-NHWC transformations" to reach them: NHWC data skips those transformations, hence the
 //     nhwc option of CudnnConvFormat.
+// CUDA graph capture (engine/train/step_graph.h): the three calls below are captured with the training
+// step. What makes that sound: they run on the handle's stream (cudnnSetStream in cuda_context.cpp, a
+// non-blocking stream, never the legacy one, which cannot be captured: cudaStreamBeginCapture's
+// documentation), their workspace is a caller-owned pointer reserved when the model is built
+// (CudaContext::workspace never grows inside a step; a cudaMalloc during capture is prohibited), the
+// algorithms are fixed at construction (no cudnnFind during a step), and alpha/beta are read from host
+// memory at call time (their values become the captured kernels' arguments; they are constants here).
+// NVIDIA's legacy-API documentation does not state capturability either way, so the trainer warms up
+// one eager step before capturing and falls back to eager launches if the capture fails.
+// Each call is also recorded in the thread's launch log when one is active (kernels/launch_log.h).
 #include "engine/nn/cudnn_conv.h"
 
 #include <algorithm>
@@ -39,6 +49,7 @@
 #include <tuple>
 
 #include "engine/core/cuda_context.h"
+#include "kernels/launch_log.h"
 
 namespace ds {
 
@@ -350,9 +361,12 @@ void CudnnConv::cudnn_forward(void* conv_y, const void* conv_x, const void* w) c
   const float alpha = 1.0f, beta = 0.0f;  // y written
   // cudnnConvolutionForward(handle, alpha, xDesc, x, wDesc, w, convDesc, algo, workSpace,
   //                         workSpaceSizeInBytes, beta, yDesc, y): y = alpha·(x ⋆ w) + beta·y.
+  void* workspace = ctx.workspace(fwd_bytes_);  // reserved at construction: never grows here
+  if (launch_log::LaunchLog* log = launch_log::active())  // every argument, as the call receives it
+    log->call("cudnnConvolutionForward", ctx.stream(), ctx.cudnn(), alpha, desc_.conv_x, conv_x, desc_.filter, w,
+              desc_.conv[0], fwd_algo_, workspace, fwd_bytes_, beta, desc_.conv_y, conv_y);
   DS_CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &alpha, desc_.conv_x, conv_x, desc_.filter, w, desc_.conv[0],
-                                         fwd_algo_, ctx.workspace(fwd_bytes_), fwd_bytes_, &beta, desc_.conv_y,
-                                         conv_y));
+                                         fwd_algo_, workspace, fwd_bytes_, &beta, desc_.conv_y, conv_y));
 }
 
 void CudnnConv::cudnn_backward_data(void* conv_dx, const void* conv_dy, const void* w) const {
@@ -360,9 +374,13 @@ void CudnnConv::cudnn_backward_data(void* conv_dx, const void* conv_dy, const vo
   const float alpha = 1.0f, beta = 0.0f;  // dx written
   // cudnnConvolutionBackwardData(handle, alpha, wDesc, w, dyDesc, dy, convDesc, algo, workSpace,
   //                              workSpaceSizeInBytes, beta, dxDesc, dx): dx = alpha·∂(x ⋆ w)/∂x·dy + beta·dx.
+  void* workspace = ctx.workspace(bwd_data_bytes_);
+  if (launch_log::LaunchLog* log = launch_log::active())
+    log->call("cudnnConvolutionBackwardData", ctx.stream(), ctx.cudnn(), alpha, desc_.filter, w, desc_.conv_y,
+              conv_dy, desc_.conv[1], bwd_data_algo_, workspace, bwd_data_bytes_, beta, desc_.conv_x, conv_dx);
   DS_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &alpha, desc_.filter, w, desc_.conv_y, conv_dy,
-                                              desc_.conv[1], bwd_data_algo_, ctx.workspace(bwd_data_bytes_),
-                                              bwd_data_bytes_, &beta, desc_.conv_x, conv_dx));
+                                              desc_.conv[1], bwd_data_algo_, workspace, bwd_data_bytes_, &beta,
+                                              desc_.conv_x, conv_dx));
 }
 
 void CudnnConv::cudnn_backward_filter(void* dw, const void* conv_x, const void* conv_dy, float beta) const {
@@ -371,9 +389,14 @@ void CudnnConv::cudnn_backward_filter(void* dw, const void* conv_x, const void* 
   const float alpha = 1.0f;
   // cudnnConvolutionBackwardFilter(handle, alpha, xDesc, x, dyDesc, dy, convDesc, algo, workSpace,
   //                                workSpaceSizeInBytes, beta, dwDesc, dw): dw = alpha·∂/∂w + beta·dw.
+  void* workspace = ctx.workspace(bwd_filter_bytes_);
+  if (launch_log::LaunchLog* log = launch_log::active())
+    log->call("cudnnConvolutionBackwardFilter", ctx.stream(), ctx.cudnn(), alpha, desc_.conv_x, conv_x,
+              desc_.conv_y, conv_dy, desc_.conv[2], bwd_filter_algo_, workspace, bwd_filter_bytes_, beta,
+              desc_.filter, dw);
   DS_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &alpha, desc_.conv_x, conv_x, desc_.conv_y, conv_dy,
-                                                desc_.conv[2], bwd_filter_algo_, ctx.workspace(bwd_filter_bytes_),
-                                                bwd_filter_bytes_, &beta, desc_.filter, dw));
+                                                desc_.conv[2], bwd_filter_algo_, workspace, bwd_filter_bytes_,
+                                                &beta, desc_.filter, dw));
 }
 
 }  // namespace ds

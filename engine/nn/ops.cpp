@@ -21,6 +21,7 @@
 #include "kernels/adam.h"
 #include "kernels/batchnorm.h"
 #include "kernels/image.h"
+#include "kernels/launch_log.h"
 #include "kernels/loss.h"
 #include "kernels/rng.h"
 
@@ -225,6 +226,7 @@ AdamCounter::~AdamCounter() {
   if (device_step_) cudaFree(device_step_);
 }
 void AdamCounter::set(int64_t step) {
+  launch_log::require_outside_step("AdamCounter::set");
   step_ = step;
   if (device_step_) {
     const int s = static_cast<int>(step);
@@ -252,6 +254,7 @@ void adam_step(Tensor& params, Tensor& m, Tensor& v, const Tensor& grads, const 
 
 // ---- misc ----
 bool all_finite(const std::vector<Tensor>& tensors) {
+  launch_log::require_outside_step("all_finite");
   bool cpu_ok = true;
   bool any_cuda = false;
   for (const Tensor& t : tensors) {

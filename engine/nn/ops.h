@@ -69,6 +69,8 @@ class AdamCounter {
   void set(int64_t step);  // resume
   int* device_step() const { return device_step_; }
   void advance();          // ++step on host and (enqueued) on the device
+  // The host mirror only: a replayed CUDA graph advanced the device counter by `steps` (step_graph.h).
+  void mirror_device_advance(int64_t steps) { step_ += steps; }
 
  private:
   Device device_;

@@ -20,8 +20,11 @@
 // The host mirrors all bookkeeping deterministically (DataOrder, step_, AdamCounter::step()), so a
 // step never reads the device; only logging (stats.to_host), samples, checkpoints (which read the
 // weights, moments and the host mirror) and the finiteness check synchronise, every log_every /
-// sample_every / checkpoint_every steps. Not done here: the capture itself (cudaStreamBeginCapture
-// around step's launches), which also needs cuDNN's calls to be capturable with their workspace.
+// sample_every / checkpoint_every steps. The capture (engine/train/step_graph.h): the first step of a
+// Trainer runs eagerly, the second is captured and launched, later ones replay it (cfg.cuda_graph,
+// train --no-graph: always eager); a --dump step runs eagerly (its observer reads tensors on the host).
+// StepScope (kernels/launch_log.h) makes any host read, synchronisation or allocation inside the
+// captured part throw, on both devices.
 #include "engine/train/trainer.h"
 
 #include <algorithm>
@@ -38,6 +41,7 @@
 #include "engine/formats/atomic_file.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/step_dump.h"
+#include "engine/train/step_graph.h"
 #include "engine/train/run_folder.h"
 #include "engine/core/cuda_context.h"
 #include "engine/core/device_buffer.h"
@@ -47,6 +51,7 @@
 #include "engine/formats/tensorboard.h"
 #include "engine/train/swd_monitor.h"
 #include "kernels/image.h"
+#include "kernels/launch_log.h"
 #include "kernels/rng.h"
 
 namespace fs = std::filesystem;
@@ -65,7 +70,7 @@ std::string TrainConfig::to_json() const {
                       {"eps", adam.eps},        {"seed", seed},
                       {"steps", steps},         {"checkpoint_every", checkpoint_every},
                       {"sample_every", sample_every}, {"log_every", log_every},
-                      {"n_samples", n_samples}, {"data", data_path},
+                      {"n_samples", n_samples}, {"data", data_path},   {"cuda_graph", cuda_graph},
                       {"model", nlohmann::json::parse(model.to_json())}};
   return j.dump();
 }
@@ -289,6 +294,7 @@ struct Trainer::Impl {
   int64_t last_good_step = -1;
   Tensor paramsG_before, paramsD_before;  // parameters before a logged step's update (update ratios)
   SampleHook sample_hook;
+  std::unique_ptr<CudaStepGraph> graph;  // CUDA only: the captured step (step_graph.h)
 };
 
 namespace {
@@ -410,6 +416,7 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
     m.last_good_step = step_;
   }
   if (m.device_step) m.device_step->set(m.order->device_cursor(), step_);
+  if (dev == Device::CUDA) m.graph = std::make_unique<CudaStepGraph>(cfg_.cuda_graph, cfg_.quiet);
 }
 
 Trainer::~Trainer() = default;
@@ -420,43 +427,72 @@ void Trainer::step() {
   Impl& m = *impl_;
   const int64_t B = cfg_.batch;
   const int64_t first = m.order->next_batch();
+  AdamConfig adam_d = cfg_.adam;
+  if (cfg_.lr_d > 0) adam_d.lr = cfg_.lr_d;
+  // train --dump: this step's tensors, read on the host as the step makes them (an observer, unfused
+  // batch norm): a different launch sequence with host reads, so that step always runs eagerly,
+  // outside the step scope; the graph (same buffers) stays valid for the steps after it.
+  std::unique_ptr<StepDump> dump;
+  if (cfg_.dump_step == step_ + 1)
+    dump = std::make_unique<StepDump>(StepDump::directory(cfg_.out_dir, step_ + 1), step_ + 1, *G_, *D_);
+  auto train_on_batch = [&] {
+    gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam, dump ? dump->before_adam_hook() : nullptr,
+             cfg_.lr_d > 0 ? &adam_d : nullptr);
+  };
   if (m.device_step) {
     // Between steps (not captured): this epoch's and the next one's orders into their halves.
     DeviceStepState& d = *m.device_step;
     d.upload_due(*m.order);
     if (m.device_stream) m.device_stream->upload(m.order->permutation(), first);
-    // From here to the end of gan_step, the same launches with the same arguments every step.
-    cudaStream_t stream = CudaContext::get().stream();
-    if (m.device_stream) {  // the batch's rows are in the slot the stream's cursor points at
-      DeviceStreamState& ds = *m.device_stream;
-      if (data_.dtype == DType::U8) {
-        gather_images_at(m.real, ds.ring.get(), ds.ring_order.get(), ds.cursor.get(), B, data_.sample_size());
+    // From here to the end of gan_step, the same launches with the same arguments every step: what
+    // the CUDA graph captures (engine/train/step_graph.h).
+    auto enqueue = [&] {
+      cudaStream_t stream = CudaContext::get().stream();
+      if (m.device_stream) {  // the batch's rows are in the slot the stream's cursor points at
+        DeviceStreamState& ds = *m.device_stream;
+        if (data_.dtype == DType::U8) {
+          gather_images_at(m.real, ds.ring.get(), ds.ring_order.get(), ds.cursor.get(), B, data_.sample_size());
+        } else {
+          const Tensor ring = Tensor::view(reinterpret_cast<float*>(ds.ring.get()),
+                                           {2 * B, data_.channels, data_.height, data_.width}, Device::CUDA);
+          gather_rows_at(m.real, ring, ds.ring_order.get(), ds.cursor.get(), B);
+        }
+        kcuda::advance_batch_cursor(ds.cursor.get(), B, B, stream);
+      } else if (data_.dtype == DType::U8) {
+        gather_images_at(m.real, m.data_u8_dev.get(), d.orders.get(), d.cursor.get(), B, data_.sample_size());
       } else {
-        const Tensor ring = Tensor::view(reinterpret_cast<float*>(ds.ring.get()),
-                                         {2 * B, data_.channels, data_.height, data_.width}, Device::CUDA);
-        gather_rows_at(m.real, ring, ds.ring_order.get(), ds.cursor.get(), B);
+        gather_rows_at(m.real, m.data_f32, d.orders.get(), d.cursor.get(), B);
       }
-      kcuda::advance_batch_cursor(ds.cursor.get(), B, B, stream);
-    } else if (data_.dtype == DType::U8) {
-      gather_images_at(m.real, m.data_u8_dev.get(), d.orders.get(), d.cursor.get(), B, data_.sample_size());
+      kcuda::advance_batch_cursor(d.cursor.get(), B, data_.count, stream);
+      normal_noise_at(m.z, cfg_.seed, kStreamNoise, d.noise_step.get(), philox_tuples_for(m.z.numel()));
+      kcuda::advance_counter(d.noise_step.get(), stream);
+      train_on_batch();
+    };
+    if (dump) {
+      enqueue();
     } else {
-      gather_rows_at(m.real, m.data_f32, d.orders.get(), d.cursor.get(), B);
+      // Every buffer the captured launches point into; all are allocated once in the constructor, so
+      // this never changes (a change would drop the graph rather than replay freed pointers).
+      std::vector<const void*> fingerprint{m.real.data(), m.z.data(), d.orders.get(), d.cursor.get(),
+                                           d.noise_step.get(), m.data_f32.data(), m.data_u8_dev.get(),
+                                           m.gan->stepG.device_step(), m.gan->stepD.device_step()};
+      if (m.device_stream)
+        for (const void* p : {static_cast<const void*>(m.device_stream->ring.get()),
+                              static_cast<const void*>(m.device_stream->ring_order.get()),
+                              static_cast<const void*>(m.device_stream->cursor.get())})
+          fingerprint.push_back(p);
+      for (const Tensor* t : {&G_->params(), &G_->grads(), &D_->params(), &D_->grads(), &m.gan->dlogits,
+                              &m.gan->dfake, &m.gan->stats, &m.gan->mG, &m.gan->vG, &m.gan->mD, &m.gan->vD})
+        fingerprint.push_back(t->data());
+      m.graph->run(enqueue, *G_, *D_, *m.gan, fingerprint);
     }
-    kcuda::advance_batch_cursor(d.cursor.get(), B, data_.count, stream);
-    normal_noise_at(m.z, cfg_.seed, kStreamNoise, d.noise_step.get(), philox_tuples_for(m.z.numel()));
-    kcuda::advance_counter(d.noise_step.get(), stream);
   } else {
+    std::unique_ptr<launch_log::StepScope> scope;  // the same rule on the CPU: no host reads inside a step
+    if (!dump) scope = std::make_unique<launch_log::StepScope>();
     data_.gather_as_float(m.real.data(), m.order->permutation().data() + first, B);
     normal_noise(m.z, cfg_.seed, kStreamNoise, static_cast<uint64_t>(step_) * philox_tuples_for(m.z.numel()));
+    train_on_batch();
   }
-
-  AdamConfig adam_d = cfg_.adam;
-  if (cfg_.lr_d > 0) adam_d.lr = cfg_.lr_d;
-  std::unique_ptr<StepDump> dump;  // train --dump: this step's tensors, read as the step makes them
-  if (cfg_.dump_step == step_ + 1)
-    dump = std::make_unique<StepDump>(StepDump::directory(cfg_.out_dir, step_ + 1), step_ + 1, *G_, *D_);
-  gan_step(*G_, *D_, *m.gan, m.real, m.z, cfg_.adam, dump ? dump->before_adam_hook() : nullptr,
-           cfg_.lr_d > 0 ? &adam_d : nullptr);
   if (dump) dump->finish();
   ++step_;
 }
@@ -465,6 +501,8 @@ const Tensor& Trainer::real_batch() const { return impl_->real; }
 const Tensor& Trainer::statistics() const { return impl_->gan->stats; }
 const DataOrder& Trainer::data_order() const { return *impl_->order; }
 bool Trainer::dataset_streamed() const { return impl_->device_stream != nullptr; }
+bool Trainer::cuda_graph_replaying() const { return impl_->graph && impl_->graph->replaying(); }
+std::string Trainer::cuda_graph_failure() const { return impl_->graph ? impl_->graph->failure() : std::string(); }
 
 void Trainer::set_sample_hook(SampleHook hook) { impl_->sample_hook = std::move(hook); }
 

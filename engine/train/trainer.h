@@ -41,6 +41,7 @@ struct TrainConfig {
   bool resume = false;
   bool quiet = false;
   int64_t dump_step = 0;  // > 0: train --dump, every tensor of that step into out_dir/dump (step_dump.h)
+  bool cuda_graph = true;  // CUDA: capture the step once and replay it (step_graph.h); false: train --no-graph
   std::string to_json() const;
 };
 
@@ -137,6 +138,10 @@ class Trainer {
   const Tensor& statistics() const;
   const DataOrder& data_order() const;
   bool dataset_streamed() const;  // CUDA with the dataset streamed per batch (batch_stream.h)
+  // CUDA: whether the next step replays the captured graph (false before the capture, with --no-graph,
+  // on the CPU and after a failed capture, whose reason is then cuda_graph_failure()).
+  bool cuda_graph_replaying() const;
+  std::string cuda_graph_failure() const;
   Generator& generator() { return *G_; }
   Discriminator& discriminator() { return *D_; }
   void write_checkpoint();

@@ -42,6 +42,7 @@
 #include <utility>
 
 #include "kernels/check.h"
+#include "kernels/launch_log.h"
 
 // The CUDA host headers give these GNU attribute (or empty) definitions; here they must be plain C++.
 #undef __global__
@@ -99,7 +100,7 @@ struct LaunchConfig {
 void run(const LaunchConfig& cfg, void (*invoke)(const void* args), const void* args);
 
 template <class... P, class... A>
-void launch(const LaunchConfig& cfg, cudaStream_t /*stream: every emulated launch is synchronous*/,
+void launch(const LaunchConfig& cfg, cudaStream_t stream /* recorded only: every emulated launch is synchronous */,
             void (*kernel)(P...), A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "DS_LAUNCH: wrong number of kernel arguments");
   // Arguments are converted to the parameter types once, here, as a CUDA launch copies them.
@@ -108,6 +109,10 @@ void launch(const LaunchConfig& cfg, cudaStream_t /*stream: every emulated launc
     std::tuple<std::decay_t<P>...> params;
   };
   const Bound bound{kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
+  if (::ds::launch_log::LaunchLog* log = ::ds::launch_log::active())  // kernels/launch_log.h
+    std::apply([&](const auto&... p) { ::ds::launch_log::record_kernel(*log, cfg.kernel, cfg.grid, cfg.block,
+                                                                       cfg.shared_bytes, stream, kernel, p...); },
+               bound.params);
   run(cfg, [](const void* b) {
         const Bound& x = *static_cast<const Bound*>(b);
         std::apply(x.kernel, x.params);  // each thread gets its own copies of the parameters

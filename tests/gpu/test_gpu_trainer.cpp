@@ -1,5 +1,6 @@
 // The CUDA Trainer (device data order, device noise step) against the CPU Trainer with the same seed:
-// the same batch every step across epochs, also after a resume on CUDA, and the same statistics.
+// the same batch every step across epochs, also after a resume on CUDA, and the same statistics; the
+// graph-captured step (step_graph.h) against eager launches, and the launch logs of two eager steps.
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include "engine/formats/npy.h"
 #include "engine/core/rng.h"
 #include "engine/train/trainer.h"
+#include "kernels/launch_log.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;
@@ -105,5 +107,64 @@ TEST_CASE("gpu trainer: CUDA steps train on the CPU's batches (also after a CUDA
       resumed.step();
       CHECK(count_mismatches(resumed.real_batch().to_host(), cpu_batches[step - 1]) == 0);
     }
+  }
+}
+
+TEST_CASE("gpu trainer: the CUDA graph replays train exactly as eager launches (--no-graph), and two eager steps log the same launches") {
+  for (const DeviceData mode : {DeviceData::Resident, DeviceData::Stream}) {
+    CAPTURE(device_data_name(mode));
+    const fs::path dir = fresh_tmp("darkstar_gpu_graph");
+    const std::string data = write_dataset(dir, DType::U8);
+    TrainConfig graph_config = tiny(data, dir / "graph", Device::CUDA), eager_config = tiny(data, dir / "eager", Device::CUDA);
+    graph_config.device_data = eager_config.device_data = mode;
+    eager_config.cuda_graph = false;
+    Trainer graph(graph_config), eager(eager_config);
+    for (int64_t step = 1; step <= kSteps; ++step) {
+      CAPTURE(step);
+      // Step 1 eager (warm-up), step 2 captured and launched, the rest replays.
+      CHECK(graph.cuda_graph_replaying() == (step >= 3));
+      if (step == 3) {  // a replay enqueues one graph launch and nothing else
+        launch_log::LaunchLog replay;
+        {
+          launch_log::LaunchLogScope scope(replay);
+          graph.step();
+        }
+        REQUIRE(replay.records.size() == 1);
+        CHECK(replay.records[0].what == "cudaGraphLaunch");
+      } else {
+        graph.step();
+      }
+      eager.step();
+      // The graph runs the same kernels with the same arguments in the same order on one stream (a
+      // capture of one stream is a chain), with the same deterministic cuDNN algorithms (cached per
+      // shape, deterministic only): the same bits.
+      CHECK(count_mismatches(graph.statistics().to_host(), eager.statistics().to_host()) == 0);
+      CHECK(count_mismatches(graph.real_batch().to_host(), eager.real_batch().to_host()) == 0);
+    }
+    CHECK(graph.cuda_graph_failure() == "");
+    CHECK_FALSE(eager.cuda_graph_replaying());
+    CHECK(count_mismatches(graph.generator().params().to_host(), eager.generator().params().to_host()) == 0);
+    CHECK(count_mismatches(graph.discriminator().params().to_host(), eager.discriminator().params().to_host()) == 0);
+    // The host bookkeeping the replays do not run was mirrored: the same counters as the eager run.
+    for (size_t i = 0; i < graph.discriminator().stages().size(); ++i)
+      CHECK(graph.discriminator().stages()[i].num_batches_tracked == eager.discriminator().stages()[i].num_batches_tracked);
+    for (size_t i = 0; i < graph.generator().stages().size(); ++i)
+      CHECK(graph.generator().stages()[i].num_batches_tracked == eager.generator().stages()[i].num_batches_tracked);
+
+    // Two eager steps: the same kernels, library calls and argument bytes (what lets one graph replay them).
+    launch_log::LaunchLog a, b;
+    {
+      launch_log::LaunchLogScope scope(a);
+      eager.step();
+    }
+    {
+      launch_log::LaunchLogScope scope(b);
+      eager.step();
+    }
+    CHECK(a.records.size() > 10);
+    CHECK(launch_log::first_difference(a, b) == "");
+    bool saw_cudnn = false;
+    for (const launch_log::Record& r : a.records) saw_cudnn = saw_cudnn || r.what == "cudnnConvolutionForward";
+    CHECK(saw_cudnn);
   }
 }

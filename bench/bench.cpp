@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
   int64_t batch = 0, ngf = 0, ndf = 0;
   std::string size, device = "auto", json_path, song = kDefaultSong, precision = "tf32";
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int steps = 0, warmup = -1, layer_reps = 0, gemm_n = 0, gl_iters = 64;
+  int steps = 0, warmup = -1, layer_reps = -1, gemm_n = 0, gl_iters = 64;
   bool smoke = false, no_audio = false, no_gan = false, no_graph = false;
   app.add_option("--config", configs, "configuration (repeatable): dcgan64, mel128, mel128x512; all when absent");
   app.add_option("--batch", batch, "batch size (overrides the configuration's 64)");
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "write every figure to this JSON file");
   app.add_option("--steps", steps, "timed training steps per configuration (default 5 on the CPU, 20 on CUDA)");
   app.add_option("--warmup", warmup, "untimed steps first (default 2)");
-  app.add_option("--layer-reps", layer_reps, "timed runs of each op in the per-layer table (default 3)");
+  app.add_option("--layer-reps", layer_reps, "timed runs of each op in the per-layer table (default 3; 0 skips the table)");
   app.add_option("--gemm-n", gemm_n, "side of the square SGEMM that measures the matrix peak");
   app.add_option("--gl-iters", gl_iters, "Griffin-Lim iterations");
   app.add_option("--song", song, "real music for the audio figures");
@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
     opt.threads = threads;
     opt.warmup_steps = warmup >= 0 ? warmup : (smoke ? 1 : 2);
     opt.timed_steps = steps > 0 ? steps : (smoke ? 2 : (cpu ? 5 : 20));
-    opt.layer_reps = layer_reps > 0 ? layer_reps : (smoke ? 1 : 3);
+    opt.layer_reps = layer_reps >= 0 ? layer_reps : (smoke ? 1 : 3);  // 0: no table (side_by_side.py)
     opt.cuda_graph = !no_graph;
     opt.matrix_peak_flops = peak["flop_per_s"].get<double>();
     doc["configs"] = nlohmann::json::array();

@@ -165,3 +165,20 @@ TEST_CASE("unit conv fast DCGAN-sized layers (ngf = ndf = 64 channel counts, sma
   // The non-square generator start (128×512 images): 1×1 → 4×16.
   check_fast_layer(ds::conv_transpose2d_shape(4, 100, 1, 1, 64, 4, 16, 1, 1, 0, 0), 45);
 }
+
+TEST_CASE("unit conv fast GEMM cut into pieces along N and along M, with an uneven last piece") {
+  // parallel_sgemm cuts a GEMM along its longer side into up to 8 pieces (a power of two) of at least 256
+  // rows or columns, on multiples of 16, the last piece taking the rest. Each shape below makes some of
+  // the three products cut unevenly; the budgets of check_fast_layer_all_chunkings vary the columns.
+  using ds::conv2d_shape;
+  using ds::conv_transpose2d_shape;
+  // Conv2d with 33×41 = 1353 positions per image: forward (M = K = 5) and backward-data (M = C·R·S = 27)
+  // cut along N, for one image into 352, 352, 352, 297 columns (other cuts for whole-batch groups).
+  check_fast_layer_all_chunkings(conv2d_shape(2, 3, 35, 43, 5, 3, 3, 1, 1, 0, 0), 61);
+  // ConvTranspose2d 2×3 → 4×6, C = 530, K = 37: forward has M = K·R·S = 592 rows against N = 6 per image
+  // (row pieces 304, 288); backward-data has M = C = 530 (row pieces 272, 258).
+  check_fast_layer_all_chunkings(conv_transpose2d_shape(3, 530, 2, 3, 37, 4, 4, 2, 2, 1, 1), 62);
+  // Conv2d with K = 600 on 4×4 outputs: forward and backward-filter (beta 1 onto dw) have M = 600 rows
+  // against N ≤ 32 (row pieces 304, 296).
+  check_fast_layer_all_chunkings(conv2d_shape(2, 2, 9, 9, 600, 4, 4, 2, 2, 1, 1), 63);
+}

@@ -1,4 +1,4 @@
-// The fast CPU Conv2d / ConvTranspose2d: im2col/col2im + one OpenBLAS sgemm per chunk of the batch.
+// The fast CPU Conv2d / ConvTranspose2d: im2col/col2im + OpenBLAS sgemm over groups of the batch.
 //
 // All six ops are one of three products on a common "image ⇄ columns" geometry:
 //   Conv2d:          image = x (C×H×W),  positions = P×Q,  filter matrix w K×(C·R·S)
@@ -9,20 +9,28 @@
 //   gemm_adjoint:  image = col2im(wᵀ · in)         Conv2d backward-data, ConvTranspose2d forward
 //   gemm_filter:   dw  += in · cols(image)ᵀ        both backward-filters (in = dy resp. x)
 //
-// Parallelism: the batch is cut into groups of images whose sizes depend only on N and the layer (never on
-// the thread count); OpenMP runs the groups on its threads, each group one im2col/col2im + one
-// single-threaded sgemm on that thread's own scratch, so the copies run in parallel with everything else.
+// Groups: the batch is cut into groups of images as large as the scratch budget allows (the size depends
+// only on N and the layer), so a GEMM has as many columns as memory permits. The groups run one after
+// another; inside a group every phase is parallel: the im2col/col2im and layout copies over rows or
+// planes, and the GEMM cut into a fixed number of pieces along its longer side (parallel_sgemm), each
+// piece a single-threaded sgemm on an OpenMP thread. Why not one group per thread, as before: the deep
+// layers have 4×4 to 8×32 maps, so a group of one or a few images gave a GEMM of 16–256 columns against a
+// weight matrix of up to 1024×8192 that OpenBLAS re-packed for every group (callgrind at mel128x512,
+// batch 2: see README "Where the CPU step's time goes"); and backward-weight needed one partial dw per
+// group (up to 8 × 32 MB) summed afterwards. Now backward-weight accumulates straight into dw, group after
+// group (beta 1), so no partials exist.
 // OpenBLAS is held at one thread inside these calls: a second pool of spinning BLAS threads would fight
 // OpenMP's for the cores (measured earlier: 1.8 s with OpenMP copies around a threaded BLAS against 0.86 s
-// without, for one pass of every 64×64 DCGAN layer at batch 64 on 2 cores). Why groups rather than a GEMM
-// per image: DCGAN's inner layers have 4×4 to 16×16 maps, so one image gives a GEMM of only 16–256 columns,
-// where BLAS runs far below peak; a group of images side by side gives it hundreds to thousands.
-// Backward-weight sums over images: each group writes its own partial dw and the partials are added to dw
-// in group order, so results do not depend on the thread count (CPU resume stays bit-exact).
+// without, for one pass of every 64×64 DCGAN layer at batch 64 on 2 cores).
+// Determinism: the group sizes and the GEMM pieces depend only on the shapes, never on the thread count,
+// and each output element is summed in the same order whichever thread computes its piece, so results
+// do not depend on the thread count (CPU resume stays bit-exact).
 #include "engine/nn/conv_cpu_fast.h"
 
 #include <cblas.h>
 #include <omp.h>
+
+#include "engine/nn/cpu/parallel.h"
 
 #include <algorithm>
 #include <cstring>
@@ -66,15 +74,13 @@ float* grow(std::vector<float>& v, size_t n) {
 // DCGAN layer's GEMM has thousands of columns, small enough to stay friendly to memory.
 size_t chunk_budget_floats = size_t(8) << 20;
 
-// Groups per batch to aim for: enough for the threads of a small machine to share evenly (8 splits into
-// equal shares for 1, 2, 4 and 8 threads), not so many that a group's GEMM gets narrow.
-constexpr int kTargetGroups = 8;
-
 int chunk_images(int N, const ColumnGeometry& g, int matrix_rows) {
   const size_t per_image = (size_t(g.rows()) + size_t(matrix_rows)) * g.positions();
-  const int by_budget = int(std::clamp<size_t>(chunk_budget_floats / std::max<size_t>(per_image, 1), 1, size_t(N)));
-  return std::min(by_budget, std::max(1, (N + kTargetGroups - 1) / kTargetGroups));
+  return int(std::clamp<size_t>(chunk_budget_floats / std::max<size_t>(per_image, 1), 1, size_t(N)));
 }
+
+// Element count above which a copy loop runs on several threads (below, a parallel region costs more).
+using ds::cpu::kParallelElements;
 
 // OpenBLAS at one thread for the lifetime of the guard (restored after): the groups are the parallelism.
 struct SingleThreadedBlas {
@@ -101,6 +107,8 @@ void valid_columns(int& q_begin, int& q_end, const ColumnGeometry& g, int t) {
 void im2col(float* cols, const float* images, int count, const ColumnGeometry& g) {
   const int rows = g.rows(), PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
+  // Rows are independent (each written once, from the image): parallel.
+#pragma omp parallel for schedule(static) if (size_t(rows) * ld > size_t(kParallelElements))
   for (int row = 0; row < rows; ++row) {
     const int c = row / (g.R * g.S), r = (row / g.S) % g.R, t = row % g.S;
     int q_begin, q_end;
@@ -167,64 +175,101 @@ void col2im_stride2(float* plane, float* split, const float* cols, size_t ld, co
 }
 
 // The adjoint of im2col: images are WRITTEN with the sum of every column entry that im2col would read
-// from each pixel. `split` is scratch of one plane (height·width floats), used for stride_w 2.
-void col2im(float* images, float* split, const float* cols, int count, const ColumnGeometry& g) {
+// from each pixel. Planes are independent (each sums its own taps in a fixed order): parallel, each
+// thread with its own `split` scratch of one plane (height·width floats) for stride_w 2.
+void col2im(float* images, const float* cols, int count, const ColumnGeometry& g) {
   const int PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
-  for (int j = 0; j < count; ++j)
-    for (int c = 0; c < g.channels; ++c) {
-      float* plane = images + size_t(j) * g.image_size() + size_t(c) * g.height * g.width;
-      if (g.stride_w == 2) {
-        col2im_stride2(plane, split, cols + size_t(c) * g.R * g.S * ld + size_t(j) * PQ, ld, g);
-        continue;
-      }
-      std::fill(plane, plane + size_t(g.height) * g.width, 0.0f);
-      for (int r = 0; r < g.R; ++r)
-        for (int t = 0; t < g.S; ++t) {
-          int q_begin, q_end;
-          valid_columns(q_begin, q_end, g, t);
-          const float* src = cols + (size_t(c * g.R + r) * g.S + t) * ld + size_t(j) * PQ;
-          for (int p = 0; p < g.out_h; ++p) {
-            const int ih = p * g.stride_h - g.pad_h + r;
-            if (ih < 0 || ih >= g.height) continue;
-            const float* s = src + size_t(p) * g.out_w;
-            float* dst = plane + size_t(ih) * g.width;
-            const int offset = t - g.pad_w;
-            for (int q = q_begin; q < q_end; ++q) dst[q * g.stride_w + offset] += s[q];
-          }
-        }
+  const int planes = count * g.channels;
+#pragma omp parallel for schedule(static) if (size_t(g.rows()) * ld > size_t(kParallelElements))
+  for (int jc = 0; jc < planes; ++jc) {
+    const int j = jc / g.channels, c = jc % g.channels;
+    float* plane = images + size_t(j) * g.image_size() + size_t(c) * g.height * g.width;
+    if (g.stride_w == 2) {
+      float* split = grow(scratch().plane, size_t(g.height) * g.width);
+      col2im_stride2(plane, split, cols + size_t(c) * g.R * g.S * ld + size_t(j) * PQ, ld, g);
+      continue;
     }
+    std::fill(plane, plane + size_t(g.height) * g.width, 0.0f);
+    for (int r = 0; r < g.R; ++r)
+      for (int t = 0; t < g.S; ++t) {
+        int q_begin, q_end;
+        valid_columns(q_begin, q_end, g, t);
+        const float* src = cols + (size_t(c * g.R + r) * g.S + t) * ld + size_t(j) * PQ;
+        for (int p = 0; p < g.out_h; ++p) {
+          const int ih = p * g.stride_h - g.pad_h + r;
+          if (ih < 0 || ih >= g.height) continue;
+          const float* s = src + size_t(p) * g.out_w;
+          float* dst = plane + size_t(ih) * g.width;
+          const int offset = t - g.pad_w;
+          for (int q = q_begin; q < q_end; ++q) dst[q * g.stride_w + offset] += s[q];
+        }
+      }
+  }
 }
 
 // NCHW chunk (count × rows × positions) ⇄ matrix rows × (count·positions), image j in column block j.
+// Plain copies, parallel over the matrix rows.
 void nchw_to_matrix(float* matrix, const float* t, int count, int rows, int positions) {
+#pragma omp parallel for schedule(static) if (size_t(rows) * count * positions > size_t(kParallelElements))
   for (int m = 0; m < rows; ++m)
     for (int j = 0; j < count; ++j)
       std::memcpy(matrix + (size_t(m) * count + j) * positions, t + (size_t(j) * rows + m) * positions,
                   sizeof(float) * positions);
 }
 void matrix_to_nchw(float* t, const float* matrix, int count, int rows, int positions) {
-  for (int j = 0; j < count; ++j)
-    for (int m = 0; m < rows; ++m)
+#pragma omp parallel for schedule(static) if (size_t(rows) * count * positions > size_t(kParallelElements))
+  for (int m = 0; m < rows; ++m)
+    for (int j = 0; j < count; ++j)
       std::memcpy(t + (size_t(j) * rows + m) * positions, matrix + (size_t(m) * count + j) * positions,
                   sizeof(float) * positions);
+}
+
+// The GEMM pieces: along its longer side (so the operand every piece re-packs is the smaller one: split
+// along N, each piece packs all of A, M·K floats; along M, all of B, K·N), a power of two up to 8 pieces
+// (equal shares for 1, 2, 4 and 8 threads), each at least kMinPiece rows or columns long: a piece re-packs
+// min(M·K, K·N) floats, so all pieces together copy pieces / (2·max(M, N)) floats per flop of the GEMM:
+// at ≥ 256 that stays under one float per 512 flops, and no piece is a narrow GEMM. Boundaries on
+// multiples of 16 (whole register tiles).
+constexpr int kMaxPieces = 8, kMinPiece = 256, kPieceAlign = 16;
+
+// C (M×N, row-major, ldc) = alpha·op(A)·op(B) + beta·C on OpenMP threads, cut into pieces that depend only on
+// M, N and K. Every C element is computed by exactly one piece with the same K loop as an uncut sgemm, so the
+// cut changes which thread computes it, not its value.
+void parallel_sgemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int N, int K, const float* A, int lda,
+                    const float* B, int ldb, float beta, float* C, int ldc) {
+  const bool along_n = N >= M;
+  const int extent = along_n ? N : M;
+  int pieces = 1;
+  while (pieces < kMaxPieces && extent / (2 * pieces) >= kMinPiece) pieces *= 2;
+  const int step = (extent / pieces + kPieceAlign - 1) / kPieceAlign * kPieceAlign;
+#pragma omp parallel for schedule(static) if (pieces > 1)
+  for (int piece = 0; piece < pieces; ++piece) {
+    const int begin = std::min(extent, piece * step), end = piece + 1 == pieces ? extent : std::min(extent, begin + step);
+    if (begin >= end) continue;
+    if (along_n) {  // columns [begin, end) of C and of op(B)
+      const float* b = trans_b == CblasNoTrans ? B + begin : B + size_t(begin) * ldb;
+      cblas_sgemm(CblasRowMajor, trans_a, trans_b, M, end - begin, K, 1.0f, A, lda, b, ldb, beta, C + begin, ldc);
+    } else {  // rows [begin, end) of C and of op(A)
+      const float* a = trans_a == CblasNoTrans ? A + size_t(begin) * lda : A + begin;
+      cblas_sgemm(CblasRowMajor, trans_a, trans_b, end - begin, N, K, 1.0f, a, lda, B, ldb, beta,
+                  C + size_t(begin) * ldc, ldc);
+    }
+  }
 }
 
 // out (N × out_rows × positions) = w (out_rows × g.rows()) · im2col(images).
 void gemm_forward(float* out, const float* images, const float* w, int N, int out_rows, const ColumnGeometry& g) {
   const int nb = chunk_images(N, g, out_rows), PQ = g.positions(), rows = g.rows();
-  const int groups = (N + nb - 1) / nb;
   SingleThreadedBlas one_thread;
-#pragma omp parallel for schedule(static)
-  for (int group = 0; group < groups; ++group) {
-    Scratch& sc = scratch();
-    const int n0 = group * nb, b = std::min(nb, N - n0);
+  Scratch& sc = scratch();
+  for (int n0 = 0; n0 < N; n0 += nb) {
+    const int b = std::min(nb, N - n0);
     float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     float* out_chunk = out + size_t(n0) * out_rows * PQ;
     im2col(cols, images + size_t(n0) * g.image_size(), b, g);
     float* dst = b == 1 ? out_chunk : grow(sc.matrix, size_t(out_rows) * nb * PQ);  // one image: already NCHW
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out_rows, b * PQ, rows, 1.0f, w, rows, cols, b * PQ,
-                0.0f, dst, b * PQ);
+    parallel_sgemm(CblasNoTrans, CblasNoTrans, out_rows, b * PQ, rows, w, rows, cols, b * PQ, 0.0f, dst, b * PQ);
     if (b > 1) matrix_to_nchw(out_chunk, dst, b, out_rows, PQ);
   }
 }
@@ -232,12 +277,10 @@ void gemm_forward(float* out, const float* images, const float* w, int N, int ou
 // images (N × g.image_size()) = col2im(wᵀ · in), in N × in_rows × positions, w in_rows × g.rows().
 void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_rows, const ColumnGeometry& g) {
   const int nb = chunk_images(N, g, in_rows), PQ = g.positions(), rows = g.rows();
-  const int groups = (N + nb - 1) / nb;
   SingleThreadedBlas one_thread;
-#pragma omp parallel for schedule(static)
-  for (int group = 0; group < groups; ++group) {
-    Scratch& sc = scratch();
-    const int n0 = group * nb, b = std::min(nb, N - n0);
+  Scratch& sc = scratch();
+  for (int n0 = 0; n0 < N; n0 += nb) {
+    const int b = std::min(nb, N - n0);
     float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     const float* in_chunk = in + size_t(n0) * in_rows * PQ;
     const float* src = in_chunk;
@@ -246,31 +289,19 @@ void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_
       nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
       src = matrix;
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, b * PQ, in_rows, 1.0f, w, rows, src, b * PQ, 0.0f,
-                cols, b * PQ);
-    float* split = grow(sc.plane, size_t(g.height) * g.width);
-    col2im(images + size_t(n0) * g.image_size(), split, cols, b, g);
+    parallel_sgemm(CblasTrans, CblasNoTrans, rows, b * PQ, in_rows, w, rows, src, b * PQ, 0.0f, cols, b * PQ);
+    col2im(images + size_t(n0) * g.image_size(), cols, b, g);
   }
 }
 
-// The partial weight gradients of the groups (one dw each), shared by the threads, grown once.
-std::vector<float>& partial_filters() {
-  static std::vector<float> partials;
-  return partials;
-}
-
-// dw (in_rows × g.rows()) += in · im2col(images)ᵀ, in N × in_rows × positions.
+// dw (in_rows × g.rows()) += in · im2col(images)ᵀ, in N × in_rows × positions. Each group adds its
+// product onto dw (beta 1), groups in batch order.
 void gemm_filter(float* dw, const float* in, const float* images, int N, int in_rows, const ColumnGeometry& g) {
   const int nb = chunk_images(N, g, in_rows), PQ = g.positions(), rows = g.rows();
-  const int groups = (N + nb - 1) / nb;
-  const size_t dw_size = size_t(in_rows) * rows;
-  // One group: accumulate straight into dw. Several: each its own partial (beta 0), summed below.
-  float* partials = groups == 1 ? nullptr : grow(partial_filters(), dw_size * groups);
   SingleThreadedBlas one_thread;
-#pragma omp parallel for schedule(static)
-  for (int group = 0; group < groups; ++group) {
-    Scratch& sc = scratch();
-    const int n0 = group * nb, b = std::min(nb, N - n0);
+  Scratch& sc = scratch();
+  for (int n0 = 0; n0 < N; n0 += nb) {
+    const int b = std::min(nb, N - n0);
     float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     const float* in_chunk = in + size_t(n0) * in_rows * PQ;
     const float* src = in_chunk;
@@ -280,17 +311,7 @@ void gemm_filter(float* dw, const float* in, const float* images, int N, int in_
       src = matrix;
     }
     im2col(cols, images + size_t(n0) * g.image_size(), b, g);
-    float* target = partials ? partials + dw_size * group : dw;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in_rows, rows, b * PQ, 1.0f, src, b * PQ, cols, b * PQ,
-                partials ? 0.0f : 1.0f, target, rows);
-  }
-  if (partials) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < dw_size; ++i) {
-      float sum = dw[i];
-      for (int group = 0; group < groups; ++group) sum += partials[dw_size * group + i];
-      dw[i] = sum;
-    }
+    parallel_sgemm(CblasNoTrans, CblasTrans, in_rows, rows, b * PQ, src, b * PQ, cols, b * PQ, 1.0f, dw, rows);
   }
 }
 

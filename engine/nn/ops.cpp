@@ -142,8 +142,9 @@ void batchnorm_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor&
 // ---- batch norm + activation (CUDA: fused kernels; CPU: the reference ops in sequence) ----
 namespace {
 void cpu_activation_forward(float* y, int64_t n, BnActivation act, float slope) {
-  if (act == BnActivation::ReLU) cpu::relu_forward(y, y, n);
-  if (act == BnActivation::LeakyReLU) cpu::leaky_relu_forward(y, y, slope, n);
+  // The vectorised in-place activations (bit-identical to cpu::; the reference's in-place loop is scalar).
+  if (act == BnActivation::ReLU) cpu_fast::relu_forward(y, y, n);
+  if (act == BnActivation::LeakyReLU) cpu_fast::leaky_relu_forward(y, y, slope, n);
 }
 }  // namespace
 
@@ -187,8 +188,9 @@ void batchnorm_activation_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, Te
   require_same_numel("batchnorm_activation_backward", y, dy);
   if (dx.data() == dy.data()) throw std::invalid_argument("batchnorm_activation_backward: dx must not alias dy");
   if (same_device("batchnorm_activation_backward", dx, dgamma, dbeta, dy, y, x, gamma) == Device::CPU) {
-    if (act == BnActivation::ReLU) cpu::relu_backward(dy.data(), dy.data(), y.data(), dy.numel());
-    if (act == BnActivation::LeakyReLU) cpu::leaky_relu_backward(dy.data(), dy.data(), y.data(), slope, dy.numel());
+    if (act == BnActivation::ReLU) cpu_fast::relu_backward(dy.data(), dy.data(), y.data(), dy.numel());
+    if (act == BnActivation::LeakyReLU)
+      cpu_fast::leaky_relu_backward(dy.data(), dy.data(), y.data(), slope, dy.numel());
     cpu::batchnorm_backward(dx.data(), dgamma.data(), dbeta.data(), dy.data(), x.data(), gamma.data(),
                             saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW);
   } else {

@@ -401,8 +401,10 @@ int main(int argc, char** argv) {
         }
       }
       if (tc.dump_step > 0) check_dump_request(tc.out_dir, tc.dump_step, tc.steps, resumed_at);
-      check_run_folder_writable(tc.out_dir);  // names the folder now, not at the first checkpoint
       tc.device = pick_device(train_device);
+      // Before the folder check (which creates --out): a refused precision leaves nothing behind.
+      apply_precision(parse_precision(train_precision), tc.device);  // before the models' cuDNN plans
+      check_run_folder_writable(tc.out_dir);  // names the folder now, not at the first checkpoint
       if (train->count("--swd-every") || train_swd_every == 0) {
         tc.swd_every = train_swd_every;  // asked for: images too small for the SWD are an error
       } else if (tc.device == Device::CUDA) {
@@ -414,7 +416,6 @@ int main(int argc, char** argv) {
         const ImageDataset shape = load_image_dataset(tc.data_path);
         tc.swd_every = swd_level_count(shape.height, shape.width, SwdOptions{}.min_resolution) > 0 ? train_swd_every : 0;
       }
-      apply_precision(parse_precision(train_precision), tc.device);  // before the models' cuDNN plans
       cli::install_stop_handlers();
       tc.device_data = parse_device_data(train_device_data);
       tc.cuda_graph = !train_no_graph;

@@ -277,6 +277,17 @@ TEST_CASE("e2e cli data hint: train --data on something that is not a .npy datas
   CHECK_FALSE(fs::exists(dir / "run"));
 }
 
+TEST_CASE("e2e cli precision: train --precision bf16 on the CPU is refused naming the flag, writing nothing") {
+  const fs::path dir = fresh_dir("e2e_cli_bf16");
+  const std::string data = std::string(DS_SOURCE_DIR) + "/tests/fixtures/prealign/data.npy";
+  std::string out;
+  CHECK(run_darkstar("train --data " + data + " --out " + (dir / "run").string() + " --device cpu --precision bf16", &out) != 0);
+  INFO(out);
+  CHECK(contains(out, "--precision bf16"));
+  CHECK(contains(out, "--device cuda"));
+  CHECK_FALSE(fs::exists(dir / "run"));  // the refusal comes before the run folder is made
+}
+
 namespace {
 // A tone with a vibrato, 6 s at 8 kHz → three 2 s slices, 32 mels × 64 frames (the layout of
 // test_e2e_audio.cpp), and a generator trained 2 steps on them: enough for listen to run.

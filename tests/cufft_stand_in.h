@@ -8,8 +8,10 @@
 #include <vector_types.h>
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
+#include "audio/griffin_lim_gpu.h"
 #include "audio/mel_gpu.h"
 
 namespace ds::test {
@@ -68,5 +70,29 @@ inline void r2c_stand_in(const StftFftLayout& l, const float* in, int64_t in_cou
 
 // Without extents (callers whose buffers are sized by the same layout): the same transform and checks.
 inline void r2c_stand_in(const StftFftLayout& l, const float* in, float2* out) { r2c_stand_in(l, in, -1, out, -1); }
+
+// cufftExecC2R (inverse, unnormalised, reads n/2 + 1 bins, writes n reals) for the layout GriffinLimGpu
+// hands to cufftPlanMany, and then, as cuFFT is allowed to ("Out-of-place complex-to-real FFT will
+// overwrite input buffer", cuFFT docs, "Data Layout"), NaN scribbled over every input value it read, so a
+// pipeline that reads its input afterwards fails. Shared by test_emu_griffin_lim and
+// test_emu_mel_inversion_batch.
+inline void c2r_stand_in(const IstftFftLayout& l, float2* in, float* out) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  kiss_fftr_cfg cfg = kiss_fftr_alloc(l.n, 1, nullptr, nullptr);
+  REQUIRE(cfg != nullptr);
+  std::vector<kiss_fft_cpx> bins(l.n / 2 + 1);
+  std::vector<kiss_fft_scalar> frame(l.n);
+  for (int b = 0; b < l.batch; ++b) {
+    for (int x = 0; x <= l.n / 2; ++x) {
+      const float2 z = in[int64_t(b) * l.idist + int64_t(x) * l.istride];
+      bins[x] = {z.x, z.y};
+    }
+    kiss_fftri(cfg, bins.data(), frame.data());
+    for (int x = 0; x < l.n; ++x) out[int64_t(b) * l.odist + int64_t(x) * l.ostride] = frame[x];
+  }
+  for (int b = 0; b < l.batch; ++b)
+    for (int x = 0; x <= l.n / 2; ++x) in[int64_t(b) * l.idist + int64_t(x) * l.istride] = float2{nan, nan};
+  kiss_fftr_free(cfg);
+}
 
 }  // namespace ds::test

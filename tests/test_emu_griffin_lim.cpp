@@ -36,6 +36,7 @@ namespace {
 
 using ds::complexf;
 using ds::test::count_mismatches;
+using ds::test::c2r_stand_in;
 using ds::test::kNaN;
 using ds::test::read_song;
 
@@ -48,28 +49,6 @@ ds::MelParams stft_params(int n_fft, int win, int hop) {
   p.win = win;
   p.hop = hop;
   return p;
-}
-
-// cufftExecC2R the same way (inverse, unnormalised, reads n/2 + 1 bins, writes n reals), and then, as cuFFT
-// is allowed to ("Out-of-place complex-to-real FFT will overwrite input buffer", cuFFT docs, "Data
-// Layout"), it scribbles NaN over every input value it read, so a pipeline that reads its input afterwards
-// fails here.
-void c2r_stand_in(const ds::IstftFftLayout& l, float2* in, float* out) {
-  kiss_fftr_cfg cfg = kiss_fftr_alloc(l.n, 1, nullptr, nullptr);
-  REQUIRE(cfg != nullptr);
-  std::vector<kiss_fft_cpx> bins(l.n / 2 + 1);
-  std::vector<kiss_fft_scalar> frame(l.n);
-  for (int b = 0; b < l.batch; ++b) {
-    for (int x = 0; x <= l.n / 2; ++x) {
-      const float2 z = in[int64_t(b) * l.idist + int64_t(x) * l.istride];
-      bins[x] = {z.x, z.y};
-    }
-    kiss_fftri(cfg, bins.data(), frame.data());
-    for (int x = 0; x < l.n; ++x) out[int64_t(b) * l.odist + int64_t(x) * l.ostride] = frame[x];
-  }
-  for (int b = 0; b < l.batch; ++b)
-    for (int x = 0; x <= l.n / 2; ++x) in[int64_t(b) * l.idist + int64_t(x) * l.istride] = float2{kNaN, kNaN};
-  kiss_fftr_free(cfg);
 }
 
 // GriffinLimGpu::run with kemu kernels and the stand-ins: the same buffers, steps and order.

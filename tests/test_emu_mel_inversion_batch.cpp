@@ -42,6 +42,7 @@
 namespace {
 
 using ds::test::count_mismatches;
+using ds::test::c2r_stand_in;
 using ds::test::kNaN;
 using ds::test::read_song;
 
@@ -78,26 +79,6 @@ std::vector<float> slice_as_linear(const std::vector<float>& batch, int64_t s, i
   for (int64_t t = 0; t < frames; ++t)
     for (int k = 0; k < n_freqs; ++k) out[k * frames + t] = in[t * n_freqs + k];
   return out;
-}
-
-// cufftExecC2R as tests/test_emu_griffin_lim.cpp's stand-in: kissfft per transform, then the input
-// scribbled over (cuFFT may destroy a C2R's input).
-void c2r_stand_in(const ds::IstftFftLayout& l, float2* in, float* out) {
-  kiss_fftr_cfg cfg = kiss_fftr_alloc(l.n, 1, nullptr, nullptr);
-  REQUIRE(cfg != nullptr);
-  std::vector<kiss_fft_cpx> bins(l.n / 2 + 1);
-  std::vector<kiss_fft_scalar> frame(l.n);
-  for (int b = 0; b < l.batch; ++b) {
-    for (int x = 0; x <= l.n / 2; ++x) {
-      const float2 z = in[int64_t(b) * l.idist + int64_t(x) * l.istride];
-      bins[x] = {z.x, z.y};
-    }
-    kiss_fftri(cfg, bins.data(), frame.data());
-    for (int x = 0; x < l.n; ++x) out[int64_t(b) * l.odist + int64_t(x) * l.ostride] = frame[x];
-  }
-  for (int b = 0; b < l.batch; ++b)
-    for (int x = 0; x <= l.n / 2; ++x) in[int64_t(b) * l.idist + int64_t(x) * l.istride] = float2{kNaN, kNaN};
-  kiss_fftr_free(cfg);
 }
 
 // GriffinLimGpu::iterate for n_slices slices with kemu kernels and the stand-ins: the same buffers (sized

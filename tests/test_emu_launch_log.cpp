@@ -146,7 +146,7 @@ TEST_CASE("emu launch log: a host value baked into an argument shows as a differ
   CHECK(differing == 1);
 }
 
-TEST_CASE("unit launch log: inactive, nothing is recorded; scopes nest and restore") {
+TEST_CASE("unit launch log: inactive, nothing is recorded, and scopes nest and restore") {
   EmulatedStep dev;
   LaunchLog outer, inner;
   dev.enqueue(0, false);  // no scope: the launches go nowhere

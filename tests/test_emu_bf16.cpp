@@ -41,11 +41,14 @@
 #include "kernels/bf16.h"
 #include "kernels/bf16_cast.h"
 #include "kernels/loss.h"
+#include "tests/bf16_util.h"
 #include "tests/test_util.h"
 
 namespace {
 
 using ds::bf16;
+using ds::test::to_bf16;
+using ds::test::to_float;
 using ds::BnActivation;
 using ds::test::kNaN;
 using ds::test::random_floats;
@@ -90,16 +93,6 @@ uint16_t cuda_host_bf16_bits(float x) {
   return bits;
 }
 
-std::vector<bf16> to_bf16(const std::vector<float>& v) {
-  std::vector<bf16> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = ds::float_to_bf16(v[i]);
-  return out;
-}
-std::vector<float> to_float(const std::vector<bf16>& v) {
-  std::vector<float> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = ds::bf16_to_float(v[i]);
-  return out;
-}
 // x rounded to bf16 and back: the float values a bf16 array holds.
 std::vector<float> rounded(const std::vector<float>& v) { return to_float(to_bf16(v)); }
 

@@ -33,11 +33,14 @@
 #include "kernels/bf16_kernels.h"
 #include "kernels/bf16.h"
 #include "kernels/bf16_cast.h"
+#include "tests/bf16_util.h"
 #include "tests/test_util.h"
 
 namespace {
 
 using ds::bf16;
+using ds::test::to_bf16;
+using ds::test::to_float;
 using ds::ConvShape;
 using ds::DeviceBuffer;
 
@@ -47,16 +50,6 @@ constexpr double kBnFloatLevel = 1e-6;    // of max(1, max|y|): the batch-norm k
 
 cudaStream_t stream() { return ds::CudaContext::get().stream(); }
 
-std::vector<bf16> to_bf16(const std::vector<float>& v) {
-  std::vector<bf16> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = ds::float_to_bf16(v[i]);
-  return out;
-}
-std::vector<float> to_float(const std::vector<bf16>& v) {
-  std::vector<float> out(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = ds::bf16_to_float(v[i]);
-  return out;
-}
 // d0×d1×d2×d3 in [a][b][c][d] order to [a][c][d][b]: NCHW tensors to NHWC, and cuDNN's out×in×R×S
 // filter to its NHWC filter format out×R×S×in.
 template <class T>

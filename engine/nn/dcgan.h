@@ -96,6 +96,7 @@ class Network {
   std::vector<NamedTensor> state_tensors() const;
   std::vector<std::pair<std::string, int64_t*>> batches_tracked();
   std::vector<Stage>& stages() { return stages_; }
+  const std::vector<Stage>& stages() const { return stages_; }
   const Tensor& output() const { return stages_.back().out; }
 
   void zero_grad() { grads_.fill(0.f); }

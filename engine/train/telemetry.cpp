@@ -54,9 +54,26 @@ void add_parameter_scalars(TensorBoardWriter& tb, const std::string& net_name, c
 }
 
 void add_batchnorm_scalars(TensorBoardWriter& tb, const std::string& net_name, Network& net, int64_t step) {
+  std::vector<std::vector<float>> means, invstds;
   for (Stage& s : net.stages()) {
     if (!s.has_bn) continue;
-    const std::vector<float> mean = s.saved_mean.to_host(), invstd = s.saved_invstd.to_host();
+    means.push_back(s.saved_mean.to_host());
+    invstds.push_back(s.saved_invstd.to_host());
+  }
+  add_batchnorm_scalars(tb, net_name, net, means, invstds, step);
+}
+
+void add_batchnorm_scalars(TensorBoardWriter& tb, const std::string& net_name, const Network& net,
+                           const std::vector<std::vector<float>>& means,
+                           const std::vector<std::vector<float>>& invstds, int64_t step) {
+  size_t i = 0;
+  for (const Stage& s : net.stages()) {
+    if (!s.has_bn) continue;
+    if (i >= means.size() || i >= invstds.size() || means[i].size() != invstds[i].size())
+      throw std::invalid_argument("add_batchnorm_scalars: host statistics for " + net_name + " do not match its stages");
+    const std::vector<float>& mean = means[i];
+    const std::vector<float>& invstd = invstds[i];
+    ++i;
     double mean_sum = 0, var_sum = 0;
     for (size_t c = 0; c < mean.size(); ++c) {
       mean_sum += mean[c];

@@ -48,6 +48,11 @@ void add_parameter_scalars(TensorBoardWriter& tb, const std::string& net_name, c
 // of the per-channel biased batch variance (1/invstd² − eps), of the layer's last training forward pass.
 // Reads the saved statistics back from the device.
 void add_batchnorm_scalars(TensorBoardWriter& tb, const std::string& net_name, Network& net, int64_t step);
+// The same from host copies: means[i], invstds[i] are the saved statistics of the i-th batch-norm stage
+// of net.stages() (the trainer copies them asynchronously with its log values).
+void add_batchnorm_scalars(TensorBoardWriter& tb, const std::string& net_name, const Network& net,
+                           const std::vector<std::vector<float>>& means,
+                           const std::vector<std::vector<float>>& invstds, int64_t step);
 
 // Histograms "weights/<net_name>.<n>" and "grads/<net_name>.<n>" of every parameter tensor (padding excluded).
 void add_parameter_histograms(TensorBoardWriter& tb, const std::string& net_name, const Network& net,

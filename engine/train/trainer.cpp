@@ -18,9 +18,10 @@
 // the step that last read the slot has run) and the step's stream waits on that copy; the step's
 // gather reads the slot through its own device cursor (same kernels, fixed arguments).
 // The host mirrors all bookkeeping deterministically (DataOrder, step_, AdamCounter::step()), so a
-// step never reads the device; only logging (stats.to_host), samples, checkpoints (which read the
-// weights, moments and the host mirror) and the finiteness check synchronise, every log_every /
-// sample_every / checkpoint_every steps. The capture (engine/train/step_graph.h): the first step of a
+// step never reads the device; only samples, checkpoints (which read the weights, moments and the host
+// mirror) and SWD synchronise, every sample_every / checkpoint_every / swd_every steps. A logged step's
+// values are copied to pinned memory behind it and written after the next step is enqueued (see
+// train_steps), so logging waits only for copies the device has already passed. The capture (engine/train/step_graph.h): the first step of a
 // Trainer runs eagerly, the second is captured and launched, later ones replay it (cfg.cuda_graph,
 // train --no-graph: always eager); a --dump step runs eagerly (its observer reads tensors on the host).
 // StepScope (kernels/launch_log.h) makes any host read, synchronisation or allocation inside the
@@ -45,6 +46,7 @@
 #include "engine/train/run_folder.h"
 #include "engine/core/cuda_context.h"
 #include "engine/core/device_buffer.h"
+#include "engine/core/host_readback.h"
 #include "engine/formats/png.h"
 #include "engine/core/rng.h"
 #include "engine/formats/safetensors.h"
@@ -295,6 +297,7 @@ struct Trainer::Impl {
   Tensor paramsG_before, paramsD_before;  // parameters before a logged step's update (update ratios)
   SampleHook sample_hook;
   std::unique_ptr<CudaStepGraph> graph;  // CUDA only: the captured step (step_graph.h)
+  std::unique_ptr<HostReadback> readback;  // a logged step's values on their way to the host
 };
 
 namespace {
@@ -344,6 +347,7 @@ Trainer::Trainer(const TrainConfig& cfg) : cfg_(cfg), impl_(std::make_unique<Imp
   m.gan = std::make_unique<GanStepState>(*G_, *D_);
   m.paramsG_before = Tensor::zeros(G_->params().shape(), dev);
   m.paramsD_before = Tensor::zeros(D_->params().shape(), dev);
+  m.readback = std::make_unique<HostReadback>(dev);
   m.fixed_noise = Tensor::zeros({cfg_.n_samples, mc.nz, 1, 1}, dev);
   normal_noise(m.fixed_noise, cfg_.seed, kStreamFixedNoise, 0);
   if (dev == Device::CUDA) {  // on the CPU, batches are read in place from the memory map
@@ -629,6 +633,125 @@ StepStats Trainer::train_steps(const std::function<void(const StepStats&)>& on_l
   auto t0 = std::chrono::steady_clock::now();
   const int64_t first = step_;
   stopped_on_time_budget_ = false;
+
+  // Logging without stalling the GPU. At a logged step the values it reports (the statistics slots:
+  // losses and D outputs; at logged and histogram steps the parameters, gradients and batch-norm
+  // statistics) are copied into pinned host memory behind the step (HostReadback: no wait), and the
+  // line is written after the NEXT step has been enqueued, so the GPU runs step k+1 while the host
+  // formats step k; the wait is for copies that follow step k, which the device has passed by then.
+  // A step that must read the device anyway (SWD, samples, a checkpoint, a stop, the last step) writes
+  // its own line first, at once, as before: a non-finite loss still stops training before its weights
+  // are checkpointed. The copies are stream-ordered before the next step's writes, so what lands is
+  // step k's state. On the CPU the copies are plain copies and the order is the same.
+  HostReadback& readback = *m.readback;
+  struct PendingLog {
+    int64_t step = -1;  // -1: nothing pending
+    bool line = false, swd = false, logged = false, with_before = false, histogram = false;
+    int params[2] = {0, 0}, grads[2] = {0, 0}, before[2] = {0, 0};
+    std::vector<int> bn_mean[2], bn_invstd[2];
+  } pending;
+  auto network = [&](int n) -> Network& { return n == 0 ? static_cast<Network&>(*G_) : static_cast<Network&>(*D_); };
+  // line: a log.jsonl line and the scalars (log steps, SWD steps); logged: the network internals of a
+  // log step; histogram_step: the histograms (which need the parameters and gradients too).
+  auto enqueue_log = [&](bool line, bool swd_now, bool logged, bool with_before, bool histogram_step) {
+    pending = PendingLog{};
+    pending.step = step_;
+    pending.line = line;
+    pending.swd = swd_now;
+    pending.logged = logged;
+    pending.with_before = logged && with_before;
+    pending.histogram = histogram_step;
+    int slot = 0;
+    readback.enqueue(slot++, m.gan->stats);
+    if (logged || histogram_step) {
+      for (int n = 0; n < 2; ++n) {
+        Network& net = network(n);
+        readback.enqueue(pending.params[n] = slot++, net.params());
+        readback.enqueue(pending.grads[n] = slot++, net.grads());
+        if (pending.with_before) readback.enqueue(pending.before[n] = slot++, n == 0 ? m.paramsG_before : m.paramsD_before);
+        if (!logged) continue;
+        for (Stage& st : net.stages()) {
+          if (!st.has_bn) continue;
+          pending.bn_mean[n].push_back(slot);
+          readback.enqueue(slot++, st.saved_mean);
+          pending.bn_invstd[n].push_back(slot);
+          readback.enqueue(slot++, st.saved_invstd);
+        }
+      }
+    }
+    readback.record();
+  };
+  auto write_line = [&](const PendingLog& p) {
+    const float* s = readback.data(0);
+    stats.step = p.step;
+    stats.loss_d = s[kErrDReal] + s[kErrDFake];
+    stats.loss_g = s[kErrG];
+    stats.d_x = s[kDx];
+    stats.d_g_z1 = s[kDGz1];
+    stats.d_g_z2 = s[kDGz2];
+    // Timed when the copies behind step p.step had landed: p.step − first steps done by then.
+    const double elapsed = std::chrono::duration<double>(readback.landed() - t0).count();
+    const double steps_done = static_cast<double>(p.step - first);
+    stats.images_per_second = elapsed > 0 ? steps_done * cfg_.batch / elapsed : 0;
+    stats.eta_seconds = steps_done > 0 ? elapsed / steps_done * static_cast<double>(cfg_.steps - p.step) : 0;
+    nlohmann::json j = {{"step", p.step},          {"Loss_D", stats.loss_d},  {"Loss_G", stats.loss_g},
+                        {"D_x", stats.d_x},        {"D_G_z1", stats.d_g_z1},  {"D_G_z2", stats.d_g_z2},
+                        {"images_per_second", stats.images_per_second}, {"elapsed_s", elapsed}};
+    if (p.swd) {  // written at once (never deferred), so G is still at step p.step
+      const SwdResult r = swd->measure(*G_);
+      j["swd_mean"] = r.mean;
+      j["swd_levels"] = r.levels;  // ×1e3, finest level first
+      tb.add_scalar("SWD/mean", static_cast<float>(r.mean), p.step);
+      for (size_t l = 0; l < r.levels.size(); ++l)
+        tb.add_scalar("SWD/" + std::to_string(r.heights[l]) + "x" + std::to_string(r.widths[l]),
+                      static_cast<float>(r.levels[l]), p.step);
+    }
+    // A full disk shows here (ENOSPC): stop, naming the file, rather than train on with no log.
+    if (std::fprintf(log, "%s\n", j.dump().c_str()) < 0 || std::fflush(log) != 0)
+      throw std::runtime_error("cannot write " + log_path + " at step " + std::to_string(p.step) + ": " +
+                               std::strerror(errno) + "; training stopped; last good checkpoint: " +
+                               last_good_text(m.last_good_checkpoint, m.last_good_step));
+    tb.add_scalar("Loss_D", stats.loss_d, p.step);
+    tb.add_scalar("Loss_G", stats.loss_g, p.step);
+    tb.add_scalar("D(x)", stats.d_x, p.step);
+    tb.add_scalar("D(G(z))/before_D_update", stats.d_g_z1, p.step);
+    tb.add_scalar("D(G(z))/after_D_update", stats.d_g_z2, p.step);
+    tb.add_scalar("images_per_second", static_cast<float>(stats.images_per_second), p.step);
+    tb.flush();
+    if (on_log) on_log(stats);
+    if (!std::isfinite(stats.loss_d) || !std::isfinite(stats.loss_g))
+      throw std::runtime_error(
+          "non-finite loss at step " + std::to_string(p.step) + " (Loss_D " + std::to_string(stats.loss_d) +
+          ", Loss_G " + std::to_string(stats.loss_g) + "): training stopped; last good checkpoint: " +
+          (m.last_good_checkpoint.empty() ? std::string("none")
+                                          : m.last_good_checkpoint + " (step " + std::to_string(m.last_good_step) + ")"));
+  };
+  auto finish_log = [&]() {
+    PendingLog p = std::move(pending);
+    pending = PendingLog{};
+    readback.wait();  // the only host wait of a logged step
+    if (p.line) write_line(p);
+    if (p.logged || p.histogram) {  // network internals, from the same copies
+      for (int n = 0; n < 2; ++n) {
+        const Network& net = network(n);
+        const char* name = n == 0 ? "netG" : "netD";
+        NetworkSnapshot snapshot;
+        snapshot.params = readback.copy(p.params[n]);
+        snapshot.grads = readback.copy(p.grads[n]);
+        if (p.with_before) snapshot.params_before = readback.copy(p.before[n]);
+        if (p.logged) {
+          add_parameter_scalars(tb, name, net, snapshot, p.step);
+          std::vector<std::vector<float>> means, invstds;
+          for (int slot : p.bn_mean[n]) means.push_back(readback.copy(slot));
+          for (int slot : p.bn_invstd[n]) invstds.push_back(readback.copy(slot));
+          add_batchnorm_scalars(tb, name, net, means, invstds, p.step);
+        }
+        if (p.histogram) add_parameter_histograms(tb, name, net, snapshot, p.step);
+      }
+      tb.flush();
+    }
+  };
+
   while (step_ < cfg_.steps) {
     // A step that will be logged keeps its parameters before the update (a device copy on CUDA, no
     // host wait) for the update-to-weight ratios; a step that ends on the time budget is not foreseen.
@@ -637,7 +760,13 @@ StepStats Trainer::train_steps(const std::function<void(const StepStats&)>& on_l
       m.paramsG_before.copy_from(G_->params());
       m.paramsD_before.copy_from(D_->params());
     }
-    step();
+    try {
+      step();
+    } catch (...) {
+      // The previous step's line is not lost with this one (best effort: the device may be unusable).
+      if (pending.step >= 0) try { finish_log(); } catch (...) {}
+      throw;
+    }
     // The budget is checked between steps, on the host clock (on CUDA the host may be a few queued
     // steps ahead of the device; the checkpoint below synchronises, so what it saves is complete).
     stopped_on_time_budget_ =
@@ -645,69 +774,15 @@ StepStats Trainer::train_steps(const std::function<void(const StepStats&)>& on_l
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= cfg_.minutes * 60.0;
     const bool last = step_ == cfg_.steps || stopped_on_time_budget_;
     const bool swd_now = swd && (step_ % cfg_.swd_every == 0 || last);
-    if (step_ % cfg_.log_every == 0 || last || swd_now) {
-      const std::vector<float> s = m.gan->stats.to_host();  // the only host synchronisation of a logged step
-      stats.step = step_;
-      stats.loss_d = s[kErrDReal] + s[kErrDFake];
-      stats.loss_g = s[kErrG];
-      stats.d_x = s[kDx];
-      stats.d_g_z1 = s[kDGz1];
-      stats.d_g_z2 = s[kDGz2];
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double steps_done = static_cast<double>(step_ - first);
-      stats.images_per_second = elapsed > 0 ? steps_done * cfg_.batch / elapsed : 0;
-      stats.eta_seconds = steps_done > 0 ? elapsed / steps_done * static_cast<double>(cfg_.steps - step_) : 0;
-      nlohmann::json j = {{"step", step_},           {"Loss_D", stats.loss_d},  {"Loss_G", stats.loss_g},
-                          {"D_x", stats.d_x},        {"D_G_z1", stats.d_g_z1},  {"D_G_z2", stats.d_g_z2},
-                          {"images_per_second", stats.images_per_second}, {"elapsed_s", elapsed}};
-      if (swd_now) {
-        const SwdResult r = swd->measure(*G_);
-        j["swd_mean"] = r.mean;
-        j["swd_levels"] = r.levels;  // ×1e3, finest level first
-        tb.add_scalar("SWD/mean", static_cast<float>(r.mean), step_);
-        for (size_t l = 0; l < r.levels.size(); ++l)
-          tb.add_scalar("SWD/" + std::to_string(r.heights[l]) + "x" + std::to_string(r.widths[l]),
-                        static_cast<float>(r.levels[l]), step_);
-      }
-      // A full disk shows here (ENOSPC): stop, naming the file, rather than train on with no log.
-      if (std::fprintf(log, "%s\n", j.dump().c_str()) < 0 || std::fflush(log) != 0)
-        throw std::runtime_error("cannot write " + log_path + " at step " + std::to_string(step_) + ": " +
-                                 std::strerror(errno) + "; training stopped; last good checkpoint: " +
-                                 last_good_text(m.last_good_checkpoint, m.last_good_step));
-      tb.add_scalar("Loss_D", stats.loss_d, step_);
-      tb.add_scalar("Loss_G", stats.loss_g, step_);
-      tb.add_scalar("D(x)", stats.d_x, step_);
-      tb.add_scalar("D(G(z))/before_D_update", stats.d_g_z1, step_);
-      tb.add_scalar("D(G(z))/after_D_update", stats.d_g_z2, step_);
-      tb.add_scalar("images_per_second", static_cast<float>(stats.images_per_second), step_);
-      tb.flush();
-      if (on_log) on_log(stats);
-      if (!std::isfinite(stats.loss_d) || !std::isfinite(stats.loss_g))
-        throw std::runtime_error(
-            "non-finite loss at step " + std::to_string(step_) + " (Loss_D " + std::to_string(stats.loss_d) +
-            ", Loss_G " + std::to_string(stats.loss_g) + "): training stopped; last good checkpoint: " +
-            (m.last_good_checkpoint.empty() ? std::string("none")
-                                            : m.last_good_checkpoint + " (step " + std::to_string(m.last_good_step) + ")"));
-    }
     const bool logged = step_ % cfg_.log_every == 0 || last;
     const bool histogram_step = cfg_.histogram_every > 0 && (step_ % cfg_.histogram_every == 0 || last);
-    if (logged || histogram_step) {  // network internals: host copies at these steps only
-      for (int n = 0; n < 2; ++n) {
-        Network& net = n == 0 ? static_cast<Network&>(*G_) : static_cast<Network&>(*D_);
-        const char* name = n == 0 ? "netG" : "netD";
-        NetworkSnapshot snapshot;
-        snapshot.params = net.params().to_host();
-        snapshot.grads = net.grads().to_host();
-        if (logged && logs_next) snapshot.params_before = (n == 0 ? m.paramsG_before : m.paramsD_before).to_host();
-        if (logged) {
-          add_parameter_scalars(tb, name, net, snapshot, step_);
-          add_batchnorm_scalars(tb, name, net, step_);
-        }
-        if (histogram_step) add_parameter_histograms(tb, name, net, snapshot, step_);
-      }
-      tb.flush();
-    }
-    if (cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || last)) {
+    const bool sample_now = cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || last);
+    const bool checkpointed = cfg_.checkpoint_every > 0 && (step_ % cfg_.checkpoint_every == 0 || last);
+    const bool stop_now = stop_requested && *stop_requested && !last;
+    if (pending.step >= 0) finish_log();  // the previous step's, behind which this step is already queued
+    if (logged || swd_now || histogram_step) enqueue_log(logged || swd_now, swd_now, logged, logs_next, histogram_step);
+    if (pending.step >= 0 && (swd_now || sample_now || checkpointed || stop_now || last)) finish_log();
+    if (sample_now) {
       char name[64];
       std::snprintf(name, sizeof name, "step_%07lld.png", static_cast<long long>(step_));
       const std::vector<float> samples = write_samples((dir / "samples" / name).string());
@@ -718,9 +793,8 @@ StepStats Trainer::train_steps(const std::function<void(const StepStats&)>& on_l
       tb.flush();
       if (m.sample_hook.on_samples) m.sample_hook.on_samples(tb_shared, step_, samples);
     }
-    const bool checkpointed = cfg_.checkpoint_every > 0 && (step_ % cfg_.checkpoint_every == 0 || last);
     if (checkpointed) write_checkpoint();
-    if (stop_requested && *stop_requested && !last) {  // asked to stop: keep this step, whatever checkpoint_every says
+    if (stop_now) {  // asked to stop: keep this step, whatever checkpoint_every says
       if (!checkpointed) write_checkpoint();
       stats.step = step_;
       stats.stopped = true;
@@ -728,6 +802,7 @@ StepStats Trainer::train_steps(const std::function<void(const StepStats&)>& on_l
     }
     if (stopped_on_time_budget_) break;
   }
+  if (pending.step >= 0) finish_log();  // not reached (the last step writes its own), kept for safety
   if (m.sample_hook.finish) m.sample_hook.finish();  // the last step's audio lands before run() returns
   tb.flush();
   return stats;

@@ -4,7 +4,7 @@
 // exactly, float accumulation, the output rounded to bf16 once: what cuDNN's bf16-data, float-compute
 // configuration computes, up to the order of its float sums).
 //
-// Three kinds of check, on awkward sizes (odd channel counts, a non-square image, batch 3):
+// Three kinds of check (D's Conv2d and G's ConvTranspose2d stages, train and eval), on awkward sizes (odd channel counts, a non-square image, batch 3):
 //  - wiring, op by op: every buffer the step fills equals what the float32 CPU reference op computes
 //    from the buffers the path handed it (the weight mirror = bf16(masters) bit for bit, the float
 //    output = the last bf16 output exactly, the float master gradient = the float sum of the rounded
@@ -303,4 +303,37 @@ TEST_CASE("emu bf16 network: one gan_step against the float32 CPU step, within R
   // And not trivially: bf16 does change the gradients (a path that silently ran float32 would not).
   CHECK(r.grad_error[0] > 0);
   CHECK(r.grad_error[1] > 0);
+}
+
+TEST_CASE("emu bf16 network: G's transposed convolutions are wired the same way, and its eval forward (samples) too") {
+  const ModelConfig mc = awkward_config();
+  auto G = bf16_network<Generator>(mc);
+  G->init_weights(5, 0);
+  Generator Gc(mc, kBatch, Device::CPU);
+  const Bf16Path& path = *G->bf16_path();
+  const auto& buf = path.buffers();
+  std::vector<Stage>& st = G->stages();
+  const Tensor z = Tensor::from_host(normals(kBatch * 7, 11, 1.f), {kBatch, 7, 1, 1}, Device::CPU);
+  G->zero_grad();
+  G->forward(z, true);
+  const Tensor dimg = Tensor::from_host(normals(G->output().numel(), 12, 0.1f), G->output().shape(), Device::CPU);
+  G->backward(dimg, nullptr, true);
+  for (size_t i = 0; i < st.size(); ++i) {
+    CAPTURE(i);
+    const std::vector<float> dy = widen(buf[i].dpre, st[i].out.numel());
+    const std::vector<float> xi = i == 0 ? widen(path.input(), z.numel()) : widen(buf[i - 1].out, st[i - 1].out.numel());
+    std::vector<float> dw(st[i].dweight.numel(), 0.f);
+    cpu_fast::conv_transpose2d_backward_filter(dw.data(), dy.data(), xi.data(), st[i].geometry);
+    CHECK(test::count_mismatches(st[i].dweight.to_host(), test::to_float(test::to_bf16(dw))) == 0);
+  }
+  // Eval (running statistics, as the sample grids use): the float output against the float32 network's
+  // within the forward budget of tests/bf16_step_check.h (4 roundings per stage), max-normalised (the
+  // freshly initialised G's images are small, so a floor of 1 would judge nothing).
+  Gc.copy_state_from(*G);  // the running statistics G's training forward just moved
+  G->forward(z, false);
+  Gc.forward(z, false);
+  const double err = test::normalised_error(G->output().to_host(), Gc.output().to_host(), 0.0);
+  MESSAGE("bf16 G eval forward vs float32: " << err << " (budget " << 4 * st.size() * kU << ")");
+  CHECK(err <= 4 * double(st.size()) * kU);
+  CHECK(err > 0);
 }

@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   train->add_option("--precision", train_precision,
                     "CUDA float32 math: tf32 (default: TF32 tensor cores in cuDNN/cuBLAS on Ampere+) or fp32 (FMA only); "
-                    "bf16 (CUDA only) is refused: not implemented yet")
+                    "bf16 (CUDA only: bf16 activations and weight copies, float32 master weights and Adam state)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   train->add_flag("--resume", tc.resume, "continue from OUT/last.safetensors (Ctrl-C saves one and stops)");
   bool train_force = false;

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   app.add_option("--ndf", ndf, "discriminator width (overrides 64)");
   app.add_option("--size", size, "image size HxW (overrides the configuration's)");
   app.add_option("--device", device, "cpu, cuda or auto (cuda when a GPU is usable)");
-  app.add_option("--precision", precision, "CUDA float32 math: tf32 (default) or fp32 (FMA only, no TF32); bf16 (CUDA only) is refused: not implemented yet");
+  app.add_option("--precision", precision, "CUDA float32 math: tf32 (default) or fp32 (FMA only, no TF32); bf16 (CUDA only: bf16 activations and weight copies, float32 masters; the per-layer table times the float32 plans)");
   app.add_option("--threads", threads, "OpenBLAS and OpenMP threads (default: all cores)");
   app.add_option("--json", json_path, "write every figure to this JSON file");
   app.add_option("--steps", steps, "timed training steps per configuration (default 5 on the CPU, 20 on CUDA)");

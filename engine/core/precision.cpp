@@ -20,16 +20,22 @@ const char* precision_name(Precision p) {
   return "tf32";
 }
 
+namespace {
+bool g_bf16_networks = false;
+}  // namespace
+
+bool bf16_networks() { return g_bf16_networks; }
+void set_bf16_networks(bool bf16) { g_bf16_networks = bf16; }
+
 void apply_precision(Precision p, Device device, const char* flag_name) {
-  if (p == Precision::BF16) {
-    if (device != Device::CUDA)
-      throw std::invalid_argument(std::string(flag_name) +
-                                  " bf16: needs a CUDA device (--device cuda); the CPU computes in float32 only");
+  if (p == Precision::BF16 && device != Device::CUDA)
     throw std::invalid_argument(std::string(flag_name) +
-                                " bf16: not implemented yet on CUDA (the bf16 kernels and cuDNN descriptors exist, "
-                                "the training step does not use them yet); use tf32 or fp32");
-  }
-  if (device == Device::CUDA) CudaContext::get().set_exact_math(p == Precision::FP32);
+                                " bf16: needs a CUDA device (--device cuda); the CPU computes in float32 only");
+  if (device != Device::CUDA) return;
+  // bf16: float32 compute inside cuDNN with tensor-core math (set per bf16 layer); the float32 layers a
+  // bf16 network still builds for its float plan (ConvOp) follow the tf32 default.
+  CudaContext::get().set_exact_math(p == Precision::FP32);
+  set_bf16_networks(p == Precision::BF16);
 }
 
 }  // namespace ds

@@ -3,10 +3,10 @@
 // (inputs rounded to a 10-bit mantissa, float32 accumulation). fp32: FMA-only cuDNN kernels and
 // pedantic cuBLAS, full float32 products (CudaContext::set_exact_math). Custom kernels are float32 /
 // double either way. Older GPUs (Turing) have no TF32: both modes compute in full float32 there.
-// bf16: bf16 activations and weight copies with float32 master weights and Adam state, CUDA only. The
-// pieces exist (kernels/bf16.h storage, the bf16 instantiations of the element-wise, batch-norm and
-// loss kernels, kernels/bf16_cast.h, bf16 cuDNN descriptors in engine/nn/cudnn_conv.h) but the DCGAN
-// step does not use them yet, so apply_precision refuses bf16 on every device, naming the flag.
+// bf16 (CUDA only): bf16 activations, activation gradients and weight copies, NCHW, cuDNN convolutions
+// on bf16 data with float32 compute and tensor-core math; float32 master weights, gradients, batch-norm
+// state and Adam state; the loss in float32 (engine/nn/bf16_path.h). Checkpoints hold the float32
+// masters, so a bf16 run resumes in tf32 or fp32 and the other way round.
 #pragma once
 #include <string>
 
@@ -20,9 +20,13 @@ enum class Precision { TF32, FP32, BF16 };
 Precision parse_precision(const std::string& value, const char* flag_name = "--precision");
 const char* precision_name(Precision p);
 // Applies p to the CUDA context when `device` is CUDA (before any model is built: cuDNN's algorithms are
-// chosen per math mode when a layer is constructed); nothing on the CPU. bf16 throws
-// std::invalid_argument naming `flag_name`: on the CPU always (a CUDA-only mode), on CUDA "not implemented
-// yet" (see above). Neither case touches the CUDA context.
+// chosen per math mode and the bf16 buffers made when a layer is constructed); nothing on the CPU.
+// bf16 on the CPU throws std::invalid_argument naming `flag_name` (a CUDA-only mode) without touching the
+// CUDA context.
 void apply_precision(Precision p, Device device, const char* flag_name = "--precision");
+// Whether CUDA networks built from now on take the bf16 path (Network::use_bf16); set by
+// apply_precision (true for bf16 on CUDA, false for tf32/fp32 on CUDA). Process-wide, like the math mode.
+bool bf16_networks();
+void set_bf16_networks(bool bf16);
 
 }  // namespace ds

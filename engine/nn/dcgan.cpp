@@ -7,7 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/core/precision.h"
 #include "engine/core/rng.h"
+#include "engine/nn/bf16_path.h"
 
 namespace ds {
 
@@ -57,6 +59,13 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
   c.ngf = j.at("ngf");
   c.ndf = j.at("ndf");
   return c;
+}
+
+Network::Network(Device device, int64_t batch) : device_(device), batch_(batch) {}
+Network::~Network() = default;
+
+void Network::use_bf16(std::unique_ptr<Bf16Backend> backend) {
+  bf16_ = std::make_unique<Bf16Path>(std::move(backend), stages_, params_.numel());
 }
 
 void Network::add_stage(const ConvShape& g, bool bn, Activation act, int seq_conv, int seq_bn) {
@@ -113,6 +122,7 @@ void Network::finish() {
       s.dpre = s.dout;
     }
   }
+  if (device_ == Device::CUDA && bf16_networks()) use_bf16(make_cuda_bf16_backend(stages_));
 }
 
 int64_t Network::packed_parameter_count() const {
@@ -206,7 +216,7 @@ void activation_forward(Activation a, Tensor& y) {
     case Activation::None: break;
   }
 }
-// The activation a BN stage fuses into its batch-norm kernels (DCGAN: ReLU in G, LeakyReLU in D).
+// DCGAN: ReLU in G, LeakyReLU in D.
 BnActivation bn_activation(Activation a) {
   switch (a) {
     case Activation::ReLU: return BnActivation::ReLU;
@@ -232,6 +242,13 @@ void Network::forward(const Tensor& input, bool train) {
     throw std::invalid_argument("network input " + shape_str(input.shape()) + ", expected " +
                                 shape_str(conv_input_shape(stages_.front().geometry)));
   input_ = &input;
+  if (bf16_) {
+    if (observer_)
+      throw std::invalid_argument("train --dump: the per-module dump needs --precision tf32 or fp32 (bf16 fuses "
+                                  "every batch norm with its activation)");
+    bf16_->forward(stages_, params_.data(), input, train);
+    return;
+  }
   if (observer_) {
     observer_->begin(*this, false);
     observer_->observe(*this, 0, StageModule::Input, false, input);
@@ -271,6 +288,10 @@ void Network::forward(const Tensor& input, bool train) {
 }
 
 void Network::backward(const Tensor& doutput, Tensor* dinput, bool param_grads) {
+  if (bf16_) {
+    bf16_->backward(stages_, params_.data(), doutput, dinput, param_grads);
+    return;
+  }
   if (observer_) observer_->begin(*this, true);
   for (size_t i = stages_.size(); i-- > 0;) {
     Stage& s = stages_[i];

@@ -36,6 +36,9 @@ bool is_four_times_power_of_two(int64_t v);
 // rest, and Adam's update of a zero gradient with zero moments is zero.
 constexpr int64_t kParamAlignFloats = 16;
 
+class Bf16Backend;  // engine/nn/bf16_path.h: `--precision bf16`
+class Bf16Path;
+
 struct NamedTensor {
   std::string name;  // PyTorch state_dict name, e.g. "main.3.weight"
   Tensor tensor;
@@ -52,6 +55,8 @@ void activation_forward(Activation a, Tensor& y);
 // dx written from dy and the forward output y (dx may alias dy); returns the tensor that holds
 // d/d(activation input): dx, or dy itself for None.
 Tensor activation_backward(Activation a, Tensor& dx, const Tensor& dy, const Tensor& y);
+// The activation a batch-norm stage fuses into its batch-norm kernels (throws for Tanh: none exists).
+BnActivation bn_activation(Activation a);
 
 struct Stage {
   ConvShape geometry;
@@ -74,7 +79,7 @@ class Network {
  public:
   Network(const Network&) = delete;
   Network& operator=(const Network&) = delete;
-  virtual ~Network() = default;
+  virtual ~Network();
 
   Device device() const { return device_; }
   int64_t batch() const { return batch_; }
@@ -115,8 +120,16 @@ class Network {
   // nullptr (the default) for none. Not owned.
   void set_observer(LayerObserver* observer) { observer_ = observer; }
 
+  // `--precision bf16` (engine/nn/bf16_path.h): from now on forward and backward run on bf16 copies
+  // through `backend` (allocating its buffers now); the float32 parameters, gradients, BN state and
+  // output() stay where they are. A CUDA network built while bf16_networks() (engine/core/precision.h) is set gets
+  // the CUDA backend in its constructor; tests give a CPU network the emulated one.
+  void use_bf16(std::unique_ptr<Bf16Backend> backend);
+  bool bf16() const { return bf16_ != nullptr; }
+  const Bf16Path* bf16_path() const { return bf16_.get(); }
+
  protected:
-  Network(Device device, int64_t batch) : device_(device), batch_(batch) {}
+  Network(Device device, int64_t batch);
   void add_stage(const ConvShape& g, bool bn, Activation act, int seq_conv, int seq_bn);
   void finish();  // allocates the parameter/gradient buffers and every activation buffer
 
@@ -128,6 +141,7 @@ class Network {
   Tensor params_, grads_;
   const Tensor* input_ = nullptr;  // input of the last forward (kept for backward)
   LayerObserver* observer_ = nullptr;
+  std::unique_ptr<Bf16Path> bf16_;  // null: the float32 path
 };
 
 class Generator : public Network {

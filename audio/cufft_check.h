@@ -28,6 +28,11 @@ inline const char* cufft_result_name(cufftResult r) {
     case CUFFT_NO_WORKSPACE: return "CUFFT_NO_WORKSPACE";
     case CUFFT_NOT_IMPLEMENTED: return "CUFFT_NOT_IMPLEMENTED";
     case CUFFT_NOT_SUPPORTED: return "CUFFT_NOT_SUPPORTED";
+    // CUDA 13's cufft.h; what a plan with an LTO callback returns when nvJitLink is absent or fails.
+    case CUFFT_MISSING_DEPENDENCY: return "CUFFT_MISSING_DEPENDENCY";
+    case CUFFT_NVRTC_FAILURE: return "CUFFT_NVRTC_FAILURE";
+    case CUFFT_NVJITLINK_FAILURE: return "CUFFT_NVJITLINK_FAILURE";
+    case CUFFT_NVSHMEM_FAILURE: return "CUFFT_NVSHMEM_FAILURE";
     default: return "cufftResult (unnamed)";
   }
 }

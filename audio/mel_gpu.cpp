@@ -1,9 +1,13 @@
-// The GPU mel path (see mel_gpu.h): the cuFFT plan and the cuBLAS call in a few thin, cited lines;
-// every other step is a kernel of kernels/spectral.cu, emulated on the CPU in tests/test_emu_spectral.cpp.
+// The GPU mel path (see mel_gpu.h): the cuFFT plan (with the framing as its LTO load callback, issue 9)
+// and the cuBLAS call in a few thin, cited lines; every other step is a kernel of kernels/spectral.cu,
+// emulated on the CPU in tests/test_emu_spectral.cpp and tests/test_emu_mel_path.cpp.
 #include "audio/mel_gpu.h"
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -13,6 +17,9 @@
 #include "audio/mel_cpu.h"
 #include "engine/core/cuda_context.h"
 #include "kernels/spectral.h"
+#include "stft_framing_lto.h"  // generated (cmake/StftFramingLto.cmake): ds_stft_framing_lto[], the LTO-IR fatbin
+
+#include <cufftXt.h>
 
 namespace ds {
 
@@ -65,7 +72,9 @@ MelProjectionGemm mel_projection_gemm(const MelParams& p, int64_t n_slices) {
   return g;
 }
 
-MelGpu::MelGpu(const MelParams& p, int64_t max_slices) : p_(p), max_slices_(max_slices) {
+const char* mel_framing_name(MelFraming f) { return f == MelFraming::LoadCallback ? "load_callback" : "kernel"; }
+
+MelGpu::MelGpu(const MelParams& p, int64_t max_slices, MelFraming framing) : p_(p), max_slices_(max_slices) {
   if (!p.center) throw std::invalid_argument("mel on the GPU: only center=True is implemented");
   if (p.win != p.n_fft) throw std::invalid_argument("mel on the GPU: --win must equal --n-fft (as mel_cpu)");
   if (p.pad_mode != "constant" && p.pad_mode != "reflect")
@@ -90,38 +99,134 @@ MelGpu::MelGpu(const MelParams& p, int64_t max_slices) : p_(p), max_slices_(max_
   power_ = DeviceBuffer<float>(static_cast<size_t>(rows * p.n_freqs()));
   mel_ = DeviceBuffer<float>(static_cast<size_t>(max_slices * p.n_mels * frames_));
   if (p.resize_w) resize_tmp_ = DeviceBuffer<double>(static_cast<size_t>(max_slices * p.n_mels * p.image_width()));
+  const char* forced = std::getenv("DARKSTAR_MEL_FRAMING");
+  if (framing == MelFraming::Kernel) {
+    framing_note_ = "the framing kernel was asked for";
+  } else if (forced && std::strcmp(forced, "kernel") == 0) {
+    framing_note_ = "DARKSTAR_MEL_FRAMING=kernel";
+  } else {
+    if (forced && *forced && std::strcmp(forced, "load_callback") != 0)
+      throw std::invalid_argument(std::string("DARKSTAR_MEL_FRAMING=") + forced +
+                                  ": expected 'kernel' or 'load_callback' (or unset)");
+    framing_ = DeviceBuffer<StftFraming>(1);
+    load_callback_ = true;
+  }
   plan_for(max_slices);
 }
 
 MelGpu::~MelGpu() {
-  for (auto& entry : plans_) cufftDestroy(entry.second);  // never throws from a destructor
+  for (auto& entry : plans_) cufftDestroy(entry.second.handle);  // never throws from a destructor
 }
 
-cufftHandle MelGpu::plan_for(int64_t n_slices) {
-  auto found = plans_.find(n_slices);
-  if (found != plans_.end()) return found->second;
-  const StftFftLayout l = stft_fft_layout(p_, n_slices);
+// The LTO load callback's symbol: kernels/lto/stft_framing_callback.cu defines it.
+constexpr const char* kLoadCallbackSymbol = "ds_stft_framing_load";
+
+// cuFFT LTO callbacks, checked against NVIDIA's documentation:
+//  - cufftXtSetJITCallback(plan, lto_callback_symbol_name, lto_callback_fatbin, lto_callback_fatbin_size,
+//    type, caller_info) is CUDA 13's signature (cufftXt.h; nvmath-python's binding notes: "Signature of
+//    cufftXtSetJITCallback changed with CTK 13", docs.nvidia.com/cuda/nvmath-python/latest/bindings/
+//    generated/nvmath.bindings.cufft.xt_set_jit_callback.html). NVIDIA's CUDA 13 sample passes the
+//    device function's plain name as the symbol (github.com/NVIDIA/CUDALibrarySamples,
+//    cuFFT/lto_callback_window_1d/src/r2c_c2r_windowing_lto_callback_example.cpp).
+//  - When: "this function must be called after plan creation (after using cufftCreate to initialize the
+//    handle), but before using the planning function (such as cufftMakePlan1D)"
+//    (docs.nvidia.com/cuda/cufft/ltoea/api/index.html, cufftXtSetJITCallback).
+//  - lto_callback_fatbin: "Pointer to the location in host memory where the callback device function is
+//    located, after being compiled into LTO-IR with nvcc or NVRTC"; "The data could be an array
+//    containing the fatbin compiled using nvcc" (same page); the size is in bytes.
+//  - caller_info: "Optional array of device pointers to caller specific information, one per GPU"
+//    (same page): a host array holding one device pointer, here the StftFraming in framing_.
+//  - type CUFFT_CB_LD_REAL: a load callback of a single-precision real input, what an R2C reads
+//    (cufftJITCallbackLoadR in cufftXt.h; the callback's signature is at kernels/stft_framing.h).
+//  - The offset counts elements (not bytes) from the start of the input buffer, as for legacy callbacks
+//    ("In general, LTO-callbacks in cuFFT LTO EA support the same functionaliity as non-LTO callbacks",
+//    docs.nvidia.com/cuda/cufft/ltoea/usage/supported_functionalities.html); NVIDIA's LTO sample reads
+//    its input as `cb_output[idx]` and its position in a signal as `idx % params->signal_size`
+//    (cuFFT/lto_callback_window_1d/src/r2c_c2r_windowing_lto_callback_device.cu). With
+//    stft_fft_layout's istride 1 and idist n_fft it is row·n_fft + j. (The callback-routine section of
+//    the main cuFFT guide, which words this, was not among the pages found; a GPU run of
+//    tests/gpu/test_gpu_spectral.cpp is what settles it.)
+//  - Runtime: "cuFFT LTO EA requires nvJitLink to do runtime linking of LTO-callbacks with cuFFT
+//    kernels" (docs.nvidia.com/cuda/cufft/ltoea/usage/requirements.html); this libcufft.so.12 loads
+//    libnvJitLink.so.13 itself (its strings name it; it is not a NEEDED entry), so darkstar does not
+//    link nvJitLink and a machine without it gets a failing plan, i.e. the fallback below. The same page:
+//    "LTO-callbacks must be compiled with the nvcc compiler distributed as part of the same CUDA Toolkit
+//    as the nvJitLink used; or an older compiler", i.e. an nvJitLink at least as new as this nvcc.
+//  - The plan's other arguments are those of the plain plan below (cufftMakePlanMany takes the same
+//    layout as cufftPlanMany, plus the work size it returns).
+bool MelGpu::make_callback_plan(cufftHandle* out, const StftFftLayout& l) {
+#if CUFFT_VERSION < 12000
+  // cuFFT 11 (CUDA 12) declares cufftXtSetJITCallback without the symbol name (CUDA 12.6 U2 – 12.9) or
+  // not at all; this code is written against CUDA 13's. Such a build frames with the kernel.
+  (void)out;
+  (void)l;
+  load_callback_ = false;
+  framing_note_ = "this build's cuFFT (" + std::to_string(CUFFT_VERSION) + ") predates CUDA 13's cufftXtSetJITCallback";
+  std::fprintf(stderr, "mel on the GPU: %s; the mel runs with the framing kernel\n", framing_note_.c_str());
+  return false;
+#else
   int n[1] = {l.n};
-  // cuFFT API reference, "Advanced Data Layout" and cufftPlanMany (docs.nvidia.com/cuda/cufft): for
-  // rank 1, transform b reads input[b·idist + x·istride] and writes output[b·odist + x·ostride];
-  // inembed/onembed give the storage sizes (a null one would switch the plan to the basic layout and
-  // ignore the strides and distances, so they are passed explicitly; for rank 1 only their presence
-  // matters). idist/istride count reals (cufftReal) and odist/ostride complex values (cufftComplex) for
-  // an R2C. The plan allocates its own work area (automatic allocation is cuFFT's default).
   int inembed[1] = {l.inembed};
   int onembed[1] = {l.onembed};
   cufftHandle plan = 0;
-  DS_CUFFT_CHECK(cufftPlanMany(&plan, 1, n, inembed, l.istride, l.idist, onembed, l.ostride, l.odist, CUFFT_R2C,
-                               l.batch));
+  DS_CUFFT_CHECK(cufftCreate(&plan));  // not the callback's business: a failure here is an error
+  void* caller_info[1] = {framing_.get()};
+  const char* failed = nullptr;
+  cufftResult r = cufftXtSetJITCallback(plan, kLoadCallbackSymbol, ds_stft_framing_lto, sizeof(ds_stft_framing_lto),
+                                        CUFFT_CB_LD_REAL, caller_info);
+  if (r != CUFFT_SUCCESS) {
+    failed = "cufftXtSetJITCallback";
+  } else {
+    size_t work_bytes = 0;
+    r = cufftMakePlanMany(plan, 1, n, inembed, l.istride, l.idist, onembed, l.ostride, l.odist, CUFFT_R2C, l.batch,
+                          &work_bytes);
+    if (r != CUFFT_SUCCESS) failed = "cufftMakePlanMany with the LTO load callback";
+  }
+  if (failed) {
+    cufftDestroy(plan);
+    (void)cudaGetLastError();  // a failed JIT link must not surface as the next kernel launch's error
+    load_callback_ = false;
+    framing_note_ = std::string(failed) + ": " + cufft_result_name(r);
+    std::fprintf(stderr,
+                 "mel on the GPU: the fused framing's cuFFT load callback is unavailable (%s, e.g. no "
+                 "libnvJitLink.so.13 or an old driver); the mel runs with the framing kernel\n",
+                 framing_note_.c_str());
+    return false;
+  }
+  *out = plan;
+  return true;
+#endif
+}
+
+MelGpu::Plan MelGpu::plan_for(int64_t n_slices) {
+  auto found = plans_.find(n_slices);
+  if (found != plans_.end()) return found->second;
+  const StftFftLayout l = stft_fft_layout(p_, n_slices);
+  Plan made;
+  if (load_callback_ && make_callback_plan(&made.handle, l)) {
+    made.load_callback = true;
+  } else {
+    int n[1] = {l.n};
+    // cuFFT API reference, "Advanced Data Layout" and cufftPlanMany (docs.nvidia.com/cuda/cufft): for
+    // rank 1, transform b reads input[b·idist + x·istride] and writes output[b·odist + x·ostride];
+    // inembed/onembed give the storage sizes (a null one would switch the plan to the basic layout and
+    // ignore the strides and distances, so they are passed explicitly; for rank 1 only their presence
+    // matters). idist/istride count reals (cufftReal) and odist/ostride complex values (cufftComplex) for
+    // an R2C. The plan allocates its own work area (automatic allocation is cuFFT's default).
+    int inembed[1] = {l.inembed};
+    int onembed[1] = {l.onembed};
+    DS_CUFFT_CHECK(cufftPlanMany(&made.handle, 1, n, inembed, l.istride, l.idist, onembed, l.ostride, l.odist,
+                                 CUFFT_R2C, l.batch));
+  }
   // cufftSetStream: the plan's kernels (and its later executions) go on this stream (cuFFT API
   // reference, cufftSetStream).
-  cufftResult set = cufftSetStream(plan, CudaContext::get().stream());
+  cufftResult set = cufftSetStream(made.handle, CudaContext::get().stream());
   if (set != CUFFT_SUCCESS) {
-    cufftDestroy(plan);
+    cufftDestroy(made.handle);
     check_cufft(set, "cufftSetStream(plan, stream)", __FILE__, __LINE__);
   }
-  plans_[n_slices] = plan;
-  return plan;
+  plans_[n_slices] = made;
+  return made;
 }
 
 void MelGpu::compute(float* out_image, const float* device_audio, int64_t n_slices, int64_t signal_stride,
@@ -135,28 +240,38 @@ void MelGpu::compute(float* out_image, const float* device_audio, int64_t n_slic
   const int64_t L = p_.slice_samples();
   const int64_t rows = n_slices * frames_;
 
-  // Framing is one pass (frame_window: centre padding + framing + window written straight into the
-  // R2C's input rows); the rows are written once and read once by cuFFT. Ways to drop that round trip,
-  // weighed for issue 9 and not taken:
-  //  - No copy: a plan with idist = hop reading overlapping frames from the signal, the Hann window
-  //    applied after the FFT (X_w[k] = ½X[k] − ¼X[k−1] − ¼X[k+1]). cuFFT's documentation gives the
-  //    addressing (input[b·idist + x·istride]) but, as far as could be found, says nothing of batches
-  //    that overlap; the centre padding still needs a padded copy of each slice; and one plan has a
-  //    single idist, while slice s+1's frames cannot start at slice s's plus frames·hop (a slice spans
-  //    (frames − 1)·hop + n_fft > frames·hop padded samples), so it would take one execution per slice.
-  //  - A cuFFT load callback computing window[j]·x[t·hop + j − n_fft/2] per element. Legacy callbacks
-  //    (cufftXtSetCallback) need the static cuFFT library and relocatable device code; this toolkit
-  //    (CUDA 13.0) ships no libcufft_static.a. LTO callbacks (cufftXtSetJITCallback) work with the
-  //    shared library (NVIDIA's cuFFT LTO EA notes, docs.nvidia.com/cuda/cufft/ltoea: "Adds callback
-  //    support to the dynamic cuFFT library", integrated into cuFFT in CUDA 12.6 Update 2), but need the
-  //    callback compiled to LTO-IR (nvcc -dlto, embedded with bin2c), set between cufftCreate and
-  //    cufftMakePlanMany, and JIT-linked at plan time: a build step and a GPU check this project does
-  //    not have yet (the next step for issue 9's fused framing).
-  kcuda::frame_window(frame_rows_.get(), device_audio, window_.get(), n_slices, L, signal_stride, p_.n_fft, p_.hop,
-                      static_cast<int>(frames_), p_.pad_mode == "reflect" ? 1 : 0, stream);
+  // Framing, two ways (MelFraming, mel_gpu.h), each element computed by kernels/stft_framing.h:
+  //  - the LTO load callback: cuFFT asks for input element `offset` and gets window[j]·(padded sample)
+  //    read from the audio, so the frame rows are neither written nor read (issue 9). Its callerInfo
+  //    (framing_) gets this call's audio pointer and stride on the stream, ordered before the
+  //    transform, without a host synchronisation. idata is still frame_rows_ (allocated for the
+  //    fallback; the callback never reads it): a buffer of the plan's exact input extent, as cuFFT has
+  //    always been given. The callback's dataIn is that pointer, unused.
+  //  - the kernel (fallback, or forced): frame_window writes the rows, cuFFT reads them.
+  // The way not taken: a plan with idist = hop reading overlapping frames straight from the signal, the
+  // Hann window applied after the FFT (X_w[k] = ½X[k] − ¼X[k−1] − ¼X[k+1]): cuFFT's documentation gives
+  // the addressing but says nothing of batches that overlap, the centre padding still needs a padded
+  // copy of each slice, and one plan has a single idist while consecutive slices' frames are not evenly
+  // spaced (a slice spans (frames − 1)·hop + n_fft > frames·hop padded samples).
+  const Plan plan = plan_for(n_slices);
+  if (plan.load_callback) {
+    StftFraming f;
+    f.audio = device_audio;
+    f.window = window_.get();
+    f.L = L;
+    f.signal_stride = signal_stride;
+    f.n_fft = p_.n_fft;
+    f.hop = p_.hop;
+    f.n_frames = static_cast<int>(frames_);
+    f.pad_mode = p_.pad_mode == "reflect" ? 1 : 0;
+    kcuda::store_stft_framing(framing_.get(), f, stream);
+  } else {
+    kcuda::frame_window(frame_rows_.get(), device_audio, window_.get(), n_slices, L, signal_stride, p_.n_fft, p_.hop,
+                        static_cast<int>(frames_), p_.pad_mode == "reflect" ? 1 : 0, stream);
+  }
   // cufftExecR2C(plan, idata, odata): forward (sign −1), unnormalised, as numpy.fft.rfft (cuFFT API
   // reference, cufftExecR2C; "cuFFT performs un-normalized FFTs"). Out of place: the frames stay intact.
-  DS_CUFFT_CHECK(cufftExecR2C(plan_for(n_slices), frame_rows_.get(), reinterpret_cast<cufftComplex*>(spectrum_.get())));
+  DS_CUFFT_CHECK(cufftExecR2C(plan.handle, frame_rows_.get(), reinterpret_cast<cufftComplex*>(spectrum_.get())));
   kcuda::power_spectrum(power_.get(), spectrum_.get(), rows * p_.n_freqs(), stream);
 
   const MelProjectionGemm g = mel_projection_gemm(p_, n_slices);

@@ -1,5 +1,6 @@
 // The GPU mel path: slices of audio already on the device → mel images, as audio/mel_cpu.h's mel_image
-// computes them. Fused framing + window (kernels/spectral.cu) → batched R2C cuFFT → |X|² → mel
+// computes them. Framing + window (inside the R2C as cuFFT's LTO load callback, or the frame_window
+// kernel of kernels/spectral.cu: MelFraming below) → batched R2C cuFFT → |X|² → mel
 // projection with cuBLAS → power_to_db per slice (→ antialiased dB resize for `seed`) → [−1, 1].
 // The argument sets of the two library calls are plain structs built by functions below, so the
 // emulated pipeline test (tests/test_emu_spectral.cpp) feeds the very same numbers to its CPU
@@ -9,12 +10,14 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <string>
 
 #include <cublas_v2.h>
 #include <cufft.h>
 
 #include "audio/mel_params.h"
 #include "engine/core/device_buffer.h"
+#include "kernels/stft_framing.h"
 
 namespace ds {
 
@@ -45,11 +48,23 @@ struct MelProjectionGemm {
 };
 MelProjectionGemm mel_projection_gemm(const MelParams& p, int64_t n_slices);
 
+// How MelGpu frames the audio for the R2C (issue 9).
+//   LoadCallback (the default): cuFFT reads each frame element through an LTO load callback
+//     (kernels/lto/stft_framing_callback.cu) computing window · padded sample from the audio itself, so
+//     the frame rows are neither written nor read. Where cuFFT cannot take it (no nvJitLink, an old
+//     driver, a GPU the IR cannot link for: cufftXtSetJITCallback or the plan fails), MelGpu prints one
+//     line and uses Kernel. The environment variable DARKSTAR_MEL_FRAMING=kernel forces Kernel.
+//   Kernel: kcuda::frame_window writes the rows, cuFFT reads them (the path before issue 9).
+// Both compute each input element with kernels/stft_framing.h, bit for bit the same values.
+enum class MelFraming { LoadCallback, Kernel };
+const char* mel_framing_name(MelFraming f);  // "load_callback" / "kernel"
+
 class MelGpu {
  public:
   // Builds the window, filterbank, buffers and the cuFFT plan for up to max_slices per call. Throws
   // std::invalid_argument for parameters the GPU path does not implement (center=false).
-  MelGpu(const MelParams& p, int64_t max_slices);
+  // `framing` is what is asked for; framing() says what runs (see MelFraming).
+  MelGpu(const MelParams& p, int64_t max_slices, MelFraming framing = MelFraming::LoadCallback);
   ~MelGpu();
   MelGpu(const MelGpu&) = delete;
   MelGpu& operator=(const MelGpu&) = delete;
@@ -62,9 +77,19 @@ class MelGpu {
   const MelParams& params() const { return p_; }
   int64_t max_slices() const { return max_slices_; }
   int64_t frames() const { return frames_; }
+  // What the plans made so far use: LoadCallback only while every one of them has the callback.
+  MelFraming framing() const { return load_callback_ ? MelFraming::LoadCallback : MelFraming::Kernel; }
+  // Why the callback is not used ("" when it is): forced by the caller or the environment, or the
+  // failing call and its cufftResult.
+  const std::string& framing_note() const { return framing_note_; }
 
  private:
-  cufftHandle plan_for(int64_t n_slices);
+  struct Plan {
+    cufftHandle handle = 0;
+    bool load_callback = false;  // made with the LTO load callback: compute() skips frame_window
+  };
+  Plan plan_for(int64_t n_slices);
+  bool make_callback_plan(cufftHandle* plan, const StftFftLayout& l);  // false: fell back (one line printed)
 
   MelParams p_;
   int64_t max_slices_ = 0;
@@ -76,9 +101,12 @@ class MelGpu {
   DeviceBuffer<float> power_;        // max_slices·frames × n_freqs
   DeviceBuffer<float> mel_;          // max_slices × n_mels × frames (mel power, then dB, then [−1, 1])
   DeviceBuffer<double> resize_tmp_;  // seed only: max_slices × n_mels × image_width (after the width pass)
+  DeviceBuffer<StftFraming> framing_;  // 1: the load callback's callerInfo (audio pointer set per compute)
+  bool load_callback_ = false;         // new plans get the callback
+  std::string framing_note_;
   // One plan per batch size met (the full batch, and the last, shorter batch of a prepare run): a
   // plan's batch is fixed when it is made.
-  std::map<int64_t, cufftHandle> plans_;
+  std::map<int64_t, Plan> plans_;
 };
 
 // Times MelGpu::compute on `audio_seconds` of audio already on the device (random noise, cut into

@@ -3,6 +3,7 @@
 // audio/griffin_lim_gpu.h) of a real slice's magnitude, each as × realtime (seconds of audio per second).
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "audio/decode.h"
 #include "audio/griffin_lim.h"
@@ -45,14 +46,36 @@ nlohmann::json bench_audio(const std::string& song, const AudioOptions& opt) {
     DeviceBuffer<float> d_audio = DeviceBuffer<float>::from_host(host);
     DeviceBuffer<float> images(static_cast<size_t>(tiled) * p.image_height() * p.image_width());
     DeviceBuffer<float> refs(static_cast<size_t>(tiled));
-    MelGpu mel(p, tiled);
     CudaContext& ctx = CudaContext::get();
-    const Timing t = time_runs(1, std::max(opt.mel_reps, 5),
-                               [&] { mel.compute(images.get(), d_audio.get(), tiled, L, refs.get()); },
-                               [&] { ctx.synchronize(); });
+    // Issue 9: the framing as cuFFT's LTO load callback (MelGpu's default; it falls back to the kernel
+    // with one line where cuFFT cannot link it) and, for comparison, the framing kernel alone.
+    // "mel_gpu_framing" says which ran for "mel"; "mel_framing_kernel" is the kernel path's timing
+    // (present when the callback ran, so the two can be compared in one run). One MelGpu at a time:
+    // each holds an hour of frames, spectra and power.
+    auto time_mel = [&](MelFraming framing, MelFraming* used, std::string* note) {
+      MelGpu mel(p, tiled, framing);
+      *used = mel.framing();
+      *note = mel.framing_note();
+      return time_runs(1, std::max(opt.mel_reps, 5),
+                       [&] { mel.compute(images.get(), d_audio.get(), tiled, L, refs.get()); },
+                       [&] { ctx.synchronize(); });
+    };
+    MelFraming used = MelFraming::Kernel;
+    std::string note;
+    const Timing t = time_mel(MelFraming::LoadCallback, &used, &note);
     out["mel"] = {{"slices_on_device", tiled}, {"ms_per_slice", t.median_ms / double(tiled)},
                   {"time_ms", t.to_json()}, {"x_realtime", double(tiled) * p.slice_seconds / (t.median_ms * 1e-3)},
                   {"what", "the song's 10 s slices tiled to an hour, already on the device, one batch"}};
+    out["mel_gpu_framing"] = mel_framing_name(used);
+    if (!note.empty()) out["mel_gpu_framing_note"] = note;
+    if (used == MelFraming::LoadCallback) {
+      MelFraming kernel_used = MelFraming::Kernel;
+      std::string kernel_note;
+      const Timing k = time_mel(MelFraming::Kernel, &kernel_used, &kernel_note);
+      out["mel_framing_kernel"] = {{"ms_per_slice", k.median_ms / double(tiled)}, {"time_ms", k.to_json()},
+                                   {"x_realtime", double(tiled) * p.slice_seconds / (k.median_ms * 1e-3)},
+                                   {"what", "the same, with the framing kernel instead of the load callback"}};
+    }
   }
 
   // Griffin-Lim of the first slice's (or its first griffin_lim_seconds') STFT magnitude.

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "kernels/kernel_common.h"
+#include "kernels/stft_framing.h"
 
 namespace ds::DS_KNS {
 namespace {
@@ -14,42 +15,22 @@ namespace {
 constexpr int kSpectralThreads = 256;
 constexpr int kReduceThreads = 256;  // power_to_db: one block per slice; a power of two for the tree
 
-// Index into a signal of length L padded by numpy's 'reflect' (mirror without repeating the edge),
-// applied as often as needed: the reflection is periodic with period 2(L − 1).
-__device__ __forceinline__ int64_t reflect_index(int64_t i, int64_t L) {
-  if (L == 1) return 0;
-  const int64_t period = 2 * (L - 1);
-  i %= period;
-  if (i < 0) i += period;
-  return i < L ? i : period - i;
+// One block per frame row (signal s, frame t), its threads striding over the n_fft columns: the row's
+// coordinates are found once per block (stft_frame_row), not per element, the writes of a row are
+// contiguous and the reads of its window and samples coalesced. The element itself is
+// stft_frame_element (kernels/stft_framing.h), the very function the cuFFT load callback computes, so
+// both framings give the same bits; only frames that reach over an edge take its padding branch.
+__global__ void frame_window_kernel(float* frames, StftFraming f) {
+  const int64_t row = blockIdx.x;  // signal·n_frames + t
+  int64_t start = 0;
+  const float* x = stft_frame_row(f, row, &start);
+  float* out = frames + row * f.n_fft;
+  for (int j = threadIdx.x; j < f.n_fft; j += blockDim.x) out[j] = stft_frame_element(f, x, start, j);
 }
 
-// One block per frame row (signal s, frame t), its threads striding over the n_fft columns: the row's
-// coordinates are found once per thread, not by two 64-bit divisions per element, the writes of a row
-// are contiguous and the reads of its window and samples coalesced. Only frames that reach over an
-// edge (the first and last ~n_fft / (2·hop) of each signal) take the per-element padding branch.
-__global__ void frame_window_kernel(float* frames, const float* audio, const float* window, int64_t L,
-                                    int64_t signal_stride, int n_fft, int hop, int n_frames, int pad_mode) {
-  const int64_t row = blockIdx.x;  // signal·n_frames + t
-  const int64_t signal = row / n_frames, t = row - signal * n_frames;
-  const float* x = audio + signal * signal_stride;
-  float* out = frames + row * n_fft;
-  const int64_t start = t * hop - n_fft / 2;  // padded-signal index of column 0, relative to x[0]
-  if (start >= 0 && start + n_fft <= L) {
-    const float* src = x + start;
-    for (int j = threadIdx.x; j < n_fft; j += blockDim.x) out[j] = window[j] * src[j];
-    return;
-  }
-  for (int j = threadIdx.x; j < n_fft; j += blockDim.x) {
-    const int64_t i = start + j;
-    float v = 0.0f;
-    if (i >= 0 && i < L) {
-      v = x[i];
-    } else if (pad_mode == 1) {
-      v = x[reflect_index(i, L)];
-    }
-    out[j] = window[j] * v;
-  }
+// One thread: *dst = value, ordered on the stream with the transforms that read *dst.
+__global__ void store_stft_framing_kernel(StftFraming* dst, StftFraming value) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) *dst = value;
 }
 
 __global__ void power_spectrum_kernel(float* power, const float2* spectrum, int64_t count) {
@@ -161,8 +142,20 @@ void frame_window(float* frames, const float* audio, const float* window, int64_
   if (rows <= 0 || n_fft <= 0) return;
   // One block per row: CUDA allows 2^31 − 1 blocks in x; an hour of 10 s slices is 184,320 rows.
   if (rows > 0x7fffffff) throw std::invalid_argument("frame_window: more than 2^31 - 1 frame rows");
-  DS_LAUNCH(frame_window_kernel, static_cast<unsigned int>(rows), kSpectralThreads, 0, stream, frames, audio, window,
-            L, signal_stride, n_fft, hop, n_frames, pad_mode);
+  StftFraming f;
+  f.audio = audio;
+  f.window = window;
+  f.L = L;
+  f.signal_stride = signal_stride;
+  f.n_fft = n_fft;
+  f.hop = hop;
+  f.n_frames = n_frames;
+  f.pad_mode = pad_mode;
+  DS_LAUNCH(frame_window_kernel, static_cast<unsigned int>(rows), kSpectralThreads, 0, stream, frames, f);
+}
+
+void store_stft_framing(StftFraming* dst, const StftFraming& value, cudaStream_t stream) {
+  DS_LAUNCH(store_stft_framing_kernel, 1, 1, 0, stream, dst, value);
 }
 
 void power_spectrum(float* power, const float2* spectrum, int64_t count, cudaStream_t stream) {

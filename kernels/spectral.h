@@ -9,12 +9,18 @@
 #include <cuda_runtime_api.h>
 #include <vector_types.h>  // float2: cufftComplex is a typedef of it (cuComplex.h)
 
+#include "kernels/stft_framing.h"
+
 #define DS_SPECTRAL_LAUNCHERS(NS)                                                                               \
   namespace ds::NS {                                                                                            \
   /* frames[s·n_frames + t, j] = window[j] · x_s[t·hop + j − n_fft/2], x_s padded at its own edges (center=True):\
-     pad_mode 0: zeros (librosa >= 0.9), 1: reflect without repeating the edge (numpy 'reflect').           */ \
+     pad_mode 0: zeros (librosa >= 0.9), 1: reflect without repeating the edge (numpy 'reflect');          \
+     each element is kernels/stft_framing.h's stft_frame_element.                                          */ \
   void frame_window(float* frames, const float* audio, const float* window, int64_t n_signals, int64_t L,     \
                     int64_t signal_stride, int n_fft, int hop, int n_frames, int pad_mode, cudaStream_t stream); \
+  /* *dst = value (dst in device memory), on the stream: the cuFFT load callback's callerInfo, set before \
+     each transform without a host synchronisation.                                                     */ \
+  void store_stft_framing(StftFraming* dst, const StftFraming& value, cudaStream_t stream);               \
   /* power[i] = re² + im² of spectrum[i].                                                                     */ \
   void power_spectrum(float* power, const float2* spectrum, int64_t count, cudaStream_t stream);                \
   /* Per slice (one block each, deterministic), in double: ref = fixed_ref if >= 0, else the slice's max;    \

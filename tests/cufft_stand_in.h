@@ -27,7 +27,17 @@ namespace ds::test {
 // nothing for partly overlapping buffers). Input batches may overlap (idist < n): the stand-in reads
 // them as the formula says, but note that NVIDIA's documentation, as far as this project could find,
 // neither promises nor forbids that for cuFFT itself (audio/mel_gpu.cpp does not rely on it).
-inline void r2c_stand_in(const StftFftLayout& l, const float* in, int64_t in_count, float2* out, int64_t out_count) {
+// A cuFFT LTO load callback for real input (cufftJITCallbackLoadR's signature, cufftXt.h) and its
+// callerInfo: with one set, the stand-in gets every input element from load(in, offset, caller_info,
+// nullptr) instead of reading in[offset], offset = b·idist + x·istride: the element's index from the
+// start of idata, which cuFFT passes as dataIn (audio/mel_gpu.cpp cites what this rests on).
+struct R2cLoadCallback {
+  float (*load)(void* dataIn, unsigned long long offset, void* callerInfo, void* sharedPointer) = nullptr;
+  void* caller_info = nullptr;
+};
+
+inline void r2c_stand_in(const StftFftLayout& l, const float* in, int64_t in_count, float2* out, int64_t out_count,
+                         const R2cLoadCallback& callback = {}) {
   REQUIRE(l.n >= 2);
   REQUIRE(l.batch >= 1);
   REQUIRE(l.istride >= 1);
@@ -53,7 +63,12 @@ inline void r2c_stand_in(const StftFftLayout& l, const float* in, int64_t in_cou
   std::vector<kiss_fft_scalar> frame(l.n);
   std::vector<kiss_fft_cpx> bins(n_out);
   for (int b = 0; b < l.batch; ++b) {
-    for (int x = 0; x < l.n; ++x) frame[x] = in[int64_t(b) * l.idist + int64_t(x) * l.istride];
+    for (int x = 0; x < l.n; ++x) {
+      const int64_t offset = int64_t(b) * l.idist + int64_t(x) * l.istride;
+      frame[x] = callback.load ? callback.load(const_cast<float*>(in), static_cast<unsigned long long>(offset),
+                                               callback.caller_info, nullptr)
+                               : in[offset];
+    }
     kiss_fftr(cfg, frame.data(), bins.data());
     for (int x = 0; x < n_out; ++x) {
       const int64_t o = int64_t(b) * l.odist + int64_t(x) * l.ostride;

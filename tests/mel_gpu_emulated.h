@@ -1,7 +1,8 @@
 // MelGpu::compute (audio/mel_gpu.cpp) run on the CPU: the emulated kernels of kernels/spectral.cu in the
 // same order, kissfft standing in for cuFFT (tests/cufft_stand_in.h) and a column-major float GEMM for
 // cuBLAS, each fed the very argument sets MelGpu hands to the libraries (stft_fft_layout,
-// mel_projection_gemm). Every intermediate buffer starts as NaN, so an element a step fails to write shows.
+// mel_projection_gemm), with the framing either as the kernel or as cuFFT's load callback (issue 9).
+// Every intermediate buffer starts as NaN, so an element a step fails to write shows.
 #pragma once
 #include <doctest/doctest.h>
 #include <cublas_v2.h>
@@ -14,6 +15,7 @@
 #include "audio/mel_gpu.h"
 #include "audio/mel_params.h"
 #include "kernels/spectral.h"
+#include "kernels/stft_framing.h"
 #include "tests/cufft_stand_in.h"
 #include "tests/test_util.h"
 
@@ -42,8 +44,15 @@ inline void sgemm_strided_batched_reference(const MelProjectionGemm& g, const fl
 
 // The images MelGpu::compute(out, audio, n_slices, stride, refs) would write: n_slices ×
 // image_height × image_width; refs_out (if given) receives each slice's dB reference.
+// framing: as MelGpu's two paths. Kernel: kemu::frame_window writes the rows the stand-in R2C reads.
+// LoadCallback: kemu::store_stft_framing fills the callerInfo as MelGpu::compute does, and the stand-in
+// R2C takes every input element from kernels/stft_framing.h's stft_framing_load (the body of the LTO
+// callback); the rows, still NaN, are then checked to be unread and unwritten (frame_rows_out, if
+// given, receives them either way).
 inline std::vector<float> mel_gpu_emulated(const MelParams& p, const float* audio, int64_t n_slices, int64_t stride,
-                                           std::vector<float>* refs_out = nullptr) {
+                                           std::vector<float>* refs_out = nullptr,
+                                           MelFraming framing = MelFraming::Kernel,
+                                           std::vector<float>* frame_rows_out = nullptr) {
   const int64_t L = p.slice_samples();
   const int64_t frames = p.stft_frames(L);
   const int64_t rows = n_slices * frames;
@@ -51,14 +60,33 @@ inline std::vector<float> mel_gpu_emulated(const MelParams& p, const float* audi
   const std::vector<float> filterbank = mel_filterbank(p);
 
   std::vector<float> frame_rows(static_cast<size_t>(rows * p.n_fft), kNaN);
-  kemu::frame_window(frame_rows.data(), audio, window.data(), n_slices, L, stride, p.n_fft, p.hop,
-                     static_cast<int>(frames), p.pad_mode == "reflect" ? 1 : 0, nullptr);
+  StftFraming callback_info;  // the callerInfo ("device" memory of the emulation)
+  R2cLoadCallback callback;
+  if (framing == MelFraming::LoadCallback) {
+    StftFraming f;
+    f.audio = audio;
+    f.window = window.data();
+    f.L = L;
+    f.signal_stride = stride;
+    f.n_fft = p.n_fft;
+    f.hop = p.hop;
+    f.n_frames = static_cast<int>(frames);
+    f.pad_mode = p.pad_mode == "reflect" ? 1 : 0;
+    kemu::store_stft_framing(&callback_info, f, nullptr);
+    callback.load = &stft_framing_load;
+    callback.caller_info = &callback_info;
+  } else {
+    kemu::frame_window(frame_rows.data(), audio, window.data(), n_slices, L, stride, p.n_fft, p.hop,
+                       static_cast<int>(frames), p.pad_mode == "reflect" ? 1 : 0, nullptr);
+  }
   const StftFftLayout layout = stft_fft_layout(p, n_slices);
   REQUIRE(layout.batch == rows);
   REQUIRE(layout.inembed >= layout.n);            // non-null embeds: the advanced layout is used
   REQUIRE(layout.onembed >= layout.n / 2 + 1);
   std::vector<float2> spectrum(static_cast<size_t>(rows * p.n_freqs()), float2{kNaN, kNaN});
-  r2c_stand_in(layout, frame_rows.data(), int64_t(frame_rows.size()), spectrum.data(), int64_t(spectrum.size()));
+  r2c_stand_in(layout, frame_rows.data(), int64_t(frame_rows.size()), spectrum.data(), int64_t(spectrum.size()),
+               callback);
+  if (frame_rows_out) *frame_rows_out = frame_rows;
   std::vector<float> power(static_cast<size_t>(rows * p.n_freqs()), kNaN);
   kemu::power_spectrum(power.data(), spectrum.data(), rows * p.n_freqs(), nullptr);
 

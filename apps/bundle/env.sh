@@ -117,6 +117,13 @@ print("\n".join(site.getsitepackages() + [site.getusersitepackages()] + [p for p
   [ -z "$nv" ] && [ -n "${cache[$nvrtc]:-}" ] && nv="$(dirname "${cache[$nvrtc]}")"
   if [ -n "$nv" ]; then DS_ENV_REPORT+="found   $nvrtc $(ds_version_of "$nv/$nvrtc") in $nv (optional: cuDNN's runtime-compiled engines)"$'\n'; add+=("$nv")
   else DS_ENV_REPORT+="note    $nvrtc not found (optional: cuDNN can only use its precompiled engines)"$'\n'; fi
+  # cuFFT loads nvJitLink on demand to link the mel framing's LTO load callback (issue 9); without it
+  # the GPU mel says so in one line and uses its framing kernel. Not fatal either.
+  local jitlink="libnvJitLink.so.${cuda_major:-13}" jl=""
+  for i in "${!dirs[@]}"; do [ -e "${dirs[$i]}/$jitlink" ] && { jl="${dirs[$i]}"; break; }; done
+  [ -z "$jl" ] && [ -n "${cache[$jitlink]:-}" ] && jl="$(dirname "${cache[$jitlink]}")"
+  if [ -n "$jl" ]; then DS_ENV_REPORT+="found   $jitlink $(ds_version_of "$jl/$jitlink") in $jl (optional: cuFFT's LTO callback, the fused mel framing)"$'\n'; add+=("$jl")
+  else DS_ENV_REPORT+="note    $jitlink not found (optional: the GPU mel frames with its kernel instead of cuFFT's load callback)"$'\n'; fi
 
   # ---- the driver -----------------------------------------------------------------------------
   local libcuda="${cache[libcuda.so.1]:-}" drv="" need=""

@@ -90,6 +90,11 @@ class MelGpu {
   };
   Plan plan_for(int64_t n_slices);
   bool make_callback_plan(cufftHandle* plan, const StftFftLayout& l);  // false: fell back (one line printed)
+  cufftHandle make_kernel_plan(const StftFftLayout& l);  // a plain R2C plan over the frame rows
+  StftFraming callback_framing(const float* device_audio, int64_t signal_stride) const;
+  // Once per MelGpu with the callback: one slice through both framings, spectra compared; on a
+  // difference the callback is dropped (one line) and every plan remade without it.
+  void check_load_callback();
 
   MelParams p_;
   int64_t max_slices_ = 0;

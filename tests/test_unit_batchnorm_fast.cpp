@@ -1,12 +1,11 @@
-// The fast CPU training batch norm + activation (engine/nn/batchnorm_cpu_fast.h) against the reference
-// (engine/nn/cpu/batchnorm.h followed by the activation, as the unfused CPU path ran them), forward and
-// backward, for ReLU, LeakyReLU and none, on odd plane sizes (the four-way partial sums' remainders), one
-// value per plane, and a size above the parallel threshold; inputs with a large mean (|mean| ≫ std).
+// The fast CPU training batch norm + activation forward (engine/nn/batchnorm_cpu_fast.h) against the
+// reference (engine/nn/cpu/batchnorm.h followed by the activation, as the unfused CPU path ran them), for
+// ReLU, LeakyReLU and none, on odd plane sizes (the four-way partial sums' remainders), one value per
+// plane, and a size above the parallel threshold; inputs with a large mean (|mean| ≫ std).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <random>
 #include <vector>
 
@@ -38,8 +37,7 @@ void check_case(int64_t N, int64_t C, int64_t HW, BnActivation act) {
   std::vector<float> x = ds::test::random_floats(n, 2.0f, 4.0f, rng);  // mean ≈ 3 ≫ std ≈ 0.6
   std::vector<float> gamma = ds::test::random_floats(size_t(C), 0.5f, 1.5f, rng);
   std::vector<float> beta = ds::test::random_floats(size_t(C), -0.5f, 0.5f, rng);
-  std::vector<float> dy0 = ds::test::random_floats(n, -1.0f, 1.0f, rng);
-
+  
   // Forward.
   std::vector<float> y_ref(n), m_ref(C), s_ref(C), rm_ref(C, 0.f), rv_ref(C, 1.f);
   std::vector<float> y_fast(n), m_fast(C), s_fast(C), rm_fast(C, 0.f), rv_fast(C, 1.f);
@@ -68,54 +66,11 @@ void check_case(int64_t N, int64_t C, int64_t HW, BnActivation act) {
     if (!(std::abs(double(y_fast[i]) - y_ref[i]) <= bound)) ++bad;
   }
   CHECK(bad == 0);
-
-  // Backward, on the reference's forward results (the same saved statistics and y for both).
-  std::vector<float> dy_ref = dy0, dy_fast = dy0, dx_ref(n), dx_fast(n);
-  std::vector<float> dg_ref(C, 0.f), db_ref(C, 0.f), dg_fast(C, 0.f), db_fast(C, 0.f);
-  if (act == BnActivation::ReLU) ds::cpu::relu_backward(dy_ref.data(), dy_ref.data(), y_ref.data(), int64_t(n));
-  if (act == BnActivation::LeakyReLU)
-    ds::cpu::leaky_relu_backward(dy_ref.data(), dy_ref.data(), y_ref.data(), slope, int64_t(n));
-  ds::cpu::batchnorm_backward(dx_ref.data(), dg_ref.data(), db_ref.data(), dy_ref.data(), x.data(), gamma.data(),
-                              m_ref.data(), s_ref.data(), N, C, HW);
-  ds::cpu_fast::batchnorm_activation_backward(dx_fast.data(), dg_fast.data(), db_fast.data(), dy_fast.data(),
-                                              y_ref.data(), x.data(), gamma.data(), m_ref.data(), s_ref.data(), N, C,
-                                              HW, act, slope);
-  // The gradient behind the activation is left in dy, as the unfused path left it: the same expression.
-  CHECK(std::memcmp(dy_fast.data(), dy_ref.data(), n * sizeof(float)) == 0);
-  // dβ = Σg, dγ = Σg·x̂ in double in another order: |Δ| ≤ M·2⁻⁵²·Σ|terms| before the rounding to float
-  // (≤ 2u relative after it). Then dx = γs·(g − mean(g) − x̂·mean(g·x̂)) with each mean ≤ 2u relative apart
-  // and four float roundings: |Δdx| ≤ 8u·|γs|·(|g| + |mean g| + |x̂|·|mean g·x̂|).
-  bad = 0;
-  std::vector<double> abs_g(C, 0.0), abs_gx(C, 0.0);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t c = int64_t(i / size_t(HW)) % C;
-    const double xhat = (double(x[i]) - m_ref[c]) * s_ref[c];
-    abs_g[c] += std::abs(double(dy_ref[i]));
-    abs_gx[c] += std::abs(double(dy_ref[i]) * xhat);
-  }
-  const double M = double(N * HW);
-  for (int64_t c = 0; c < C; ++c) {
-    const double sum_bound = M * std::ldexp(1.0, -52);
-    if (!(std::abs(double(db_fast[c]) - db_ref[c]) <= 2 * u * std::abs(double(db_ref[c])) + sum_bound * abs_g[c])) ++bad;
-    if (!(std::abs(double(dg_fast[c]) - dg_ref[c]) <= 2 * u * std::abs(double(dg_ref[c])) + sum_bound * abs_gx[c])) ++bad;
-  }
-  CHECK(bad == 0);
-  bad = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t c = int64_t(i / size_t(HW)) % C;
-    const double xhat = (double(x[i]) - m_ref[c]) * s_ref[c];
-    const double mean_g = db_ref[c] / M, mean_gx = dg_ref[c] / M;
-    const double bound = 8 * u * std::abs(double(gamma[c]) * s_ref[c]) *
-                         (std::abs(double(dy_ref[i])) + std::abs(mean_g) + std::abs(xhat) * std::abs(mean_gx)) +
-                         1e-30;
-    if (!(std::abs(double(dx_fast[i]) - dx_ref[i]) <= bound)) ++bad;
-  }
-  CHECK(bad == 0);
 }
 
 }  // namespace
 
-TEST_CASE("unit batchnorm fast training forward and backward with the activation match the reference") {
+TEST_CASE("unit batchnorm fast training forward with the activation matches the reference") {
   for (BnActivation act : {BnActivation::None, BnActivation::ReLU, BnActivation::LeakyReLU}) {
     check_case(3, 5, 17, act);   // remainders of the four-way sums
     check_case(2, 3, 1, act);    // one value per plane

@@ -1,4 +1,4 @@
-// The fast CPU batch norm + activation (see batchnorm_cpu_fast.h).
+// The fast CPU batch norm + activation forward (see batchnorm_cpu_fast.h).
 #include "engine/nn/batchnorm_cpu_fast.h"
 
 #include <cmath>
@@ -17,7 +17,7 @@ namespace {
 
 using ds::cpu::kParallelElements;
 
-// The activations and their gradients, the expressions of engine/nn/elementwise_cpu_fast.cpp (bit-identical
+// The activations, the expressions of engine/nn/elementwise_cpu_fast.cpp (bit-identical
 // to the reference's).
 inline float activate(float v, BnActivation act, float slope) {
   if (act == BnActivation::ReLU) return v < 0.0f ? 0.0f : v;
@@ -27,15 +27,6 @@ inline float activate(float v, BnActivation act, float slope) {
   }
   return v;
 }
-inline float activation_grad(float dy, float y, BnActivation act, float slope) {
-  if (act == BnActivation::ReLU) return y > 0.0f ? dy : 0.0f;
-  if (act == BnActivation::LeakyReLU) {
-    const float scaled = dy * slope;
-    return y > 0.0f ? dy : scaled;
-  }
-  return dy;
-}
-
 // Four partial double sums: element i of a plane goes to partial i % 4; combined as (s0 + s1) + (s2 + s3).
 struct Sum4 {
   double s[4] = {0, 0, 0, 0};
@@ -69,22 +60,6 @@ void normalise_plane(float* y, const float* x, int64_t HW, float mean, float inv
 }
 
 template <BnActivation kAct>
-void backward_sums_plane(Sum4& sum_dy, Sum4& sum_dy_xhat, float* dy, const float* y, const float* x, int64_t HW,
-                         double mean, double invstd, float slope) {
-  int64_t i = 0;
-  auto one = [&](int64_t k, int lane) {
-    const float g = activation_grad(dy[k], y[k], kAct, slope);
-    dy[k] = g;
-    const double xhat = (static_cast<double>(x[k]) - mean) * invstd;
-    sum_dy.s[lane] += static_cast<double>(g);
-    sum_dy_xhat.s[lane] += static_cast<double>(g) * xhat;
-  };
-  for (; i + 4 <= HW; i += 4)
-    for (int k = 0; k < 4; ++k) one(i + k, k);
-  for (int k = 0; i < HW; ++i, ++k) one(i, k);
-}
-
-template <BnActivation kAct>
 void forward_train(float* y, float* saved_mean, float* saved_invstd, float* running_mean, float* running_var,
                    const float* x, const float* gamma, const float* beta, int64_t N, int64_t C, int64_t HW,
                    double momentum, double eps, float slope) {
@@ -114,39 +89,6 @@ DS_PARALLEL_FOR_IF(N * C * HW > kParallelElements)
   }
 }
 
-template <BnActivation kAct>
-void backward(float* dx, float* dgamma, float* dbeta, float* dy, const float* y, const float* x, const float* gamma,
-              const float* saved_mean, const float* saved_invstd, int64_t N, int64_t C, int64_t HW, float slope) {
-  const int64_t M = N * HW;
-DS_PARALLEL_FOR_IF(N * C * HW > kParallelElements)
-  for (int64_t c = 0; c < C; ++c) {
-    const float mean_t = saved_mean[c];
-    const float invstd_t = saved_invstd[c];
-    Sum4 sum_dy, sum_dy_xhat;
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t base = (n * C + c) * HW;
-      backward_sums_plane<kAct>(sum_dy, sum_dy_xhat, dy + base, y + base, x + base, HW, static_cast<double>(mean_t),
-                                static_cast<double>(invstd_t), slope);
-    }
-    const double total_dy = sum_dy.total(), total_dy_xhat = sum_dy_xhat.total();
-    dbeta[c] += static_cast<float>(total_dy);
-    dgamma[c] += static_cast<float>(total_dy_xhat);
-    const float mean_dy = static_cast<float>(total_dy / static_cast<double>(M));
-    const float mean_dy_xhat = static_cast<float>(total_dy_xhat / static_cast<double>(M));
-    const float scale = gamma[c] * invstd_t;
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t base = (n * C + c) * HW;
-      const float* d = dy + base;
-      const float* xs = x + base;
-      float* out = dx + base;
-      for (int64_t i = 0; i < HW; ++i) {
-        const float xhat = (xs[i] - mean_t) * invstd_t;
-        out[i] = scale * (d[i] - mean_dy - xhat * mean_dy_xhat);
-      }
-    }
-  }
-}
-
 }  // namespace
 
 void batchnorm_activation_forward_train(float* y, float* saved_mean, float* saved_invstd, float* running_mean,
@@ -164,21 +106,6 @@ void batchnorm_activation_forward_train(float* y, float* saved_mean, float* save
   }
   forward_train<BnActivation::None>(y, saved_mean, saved_invstd, running_mean, running_var, x, gamma, beta, N, C, HW,
                                     momentum, eps, slope);
-}
-
-void batchnorm_activation_backward(float* dx, float* dgamma, float* dbeta, float* dy, const float* y, const float* x,
-                                   const float* gamma, const float* saved_mean, const float* saved_invstd, int64_t N,
-                                   int64_t C, int64_t HW, BnActivation act, float slope) {
-  switch (act) {
-    case BnActivation::ReLU:
-      return backward<BnActivation::ReLU>(dx, dgamma, dbeta, dy, y, x, gamma, saved_mean, saved_invstd, N, C, HW,
-                                          slope);
-    case BnActivation::LeakyReLU:
-      return backward<BnActivation::LeakyReLU>(dx, dgamma, dbeta, dy, y, x, gamma, saved_mean, saved_invstd, N, C,
-                                               HW, slope);
-    case BnActivation::None: break;
-  }
-  backward<BnActivation::None>(dx, dgamma, dbeta, dy, y, x, gamma, saved_mean, saved_invstd, N, C, HW, slope);
 }
 
 }  // namespace ds::cpu_fast

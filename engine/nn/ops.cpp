@@ -1,7 +1,7 @@
 // Op dispatch: each op runs the CPU implementation or the CUDA one according to its tensors' device.
 // The CPU side is the reference (engine/nn/cpu/) except convolution, which uses the im2col + GEMM fast
 // path (engine/nn/conv_cpu_fast), ReLU/LeakyReLU, which use the vectorised engine/nn/elementwise_cpu_fast
-// (bit-identical to the reference), and the training batch norm + activation (engine/nn/batchnorm_cpu_fast);
+// (bit-identical to the reference), and the training batch norm + activation forward (engine/nn/batchnorm_cpu_fast);
 // all are checked against the reference in tests.
 #include "engine/nn/ops.h"
 
@@ -141,8 +141,8 @@ void batchnorm_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor&
                               gamma.data(), saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW, stream());
 }
 
-// ---- batch norm + activation (CUDA: fused kernels; CPU training: engine/nn/batchnorm_cpu_fast, eval: the
-// reference ops in sequence) ----
+// ---- batch norm + activation (CUDA: fused kernels; CPU training forward: engine/nn/batchnorm_cpu_fast; the
+// rest on the CPU: the reference ops in sequence) ----
 namespace {
 void cpu_activation_forward(float* y, int64_t n, BnActivation act, float slope) {
   // The vectorised in-place activations (bit-identical to cpu::; the reference's in-place loop is scalar).
@@ -190,9 +190,11 @@ void batchnorm_activation_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, Te
   require_same_numel("batchnorm_activation_backward", y, dy);
   if (dx.data() == dy.data()) throw std::invalid_argument("batchnorm_activation_backward: dx must not alias dy");
   if (same_device("batchnorm_activation_backward", dx, dgamma, dbeta, dy, y, x, gamma) == Device::CPU) {
-    cpu_fast::batchnorm_activation_backward(dx.data(), dgamma.data(), dbeta.data(), dy.data(), y.data(), x.data(),
-                                            gamma.data(), saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW,
-                                            act, slope);
+    if (act == BnActivation::ReLU) cpu_fast::relu_backward(dy.data(), dy.data(), y.data(), dy.numel());
+    if (act == BnActivation::LeakyReLU)
+      cpu_fast::leaky_relu_backward(dy.data(), dy.data(), y.data(), slope, dy.numel());
+    cpu::batchnorm_backward(dx.data(), dgamma.data(), dbeta.data(), dy.data(), x.data(), gamma.data(),
+                            saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW);
   } else {
     kcuda::batchnorm_act_backward(dx.data(), dgamma.data(), dbeta.data(), batchnorm_workspace(s.C), dy.data(),
                                   y.data(), x.data(), gamma.data(), saved_mean.data(), saved_invstd.data(), s.N, s.C,

@@ -19,6 +19,13 @@
 // batch 2: see README "Where the CPU step's time goes"); and backward-weight needed one partial dw per
 // group (up to 8 × 32 MB) summed afterwards. Now backward-weight accumulates straight into dw, group after
 // group (beta 1), so no partials exist.
+// Three shortcuts where the general column path spent its time in copies (perf, dcgan64 at one thread:
+// col2im 13 %, im2col 9 % of the step): col2im for 4×4/stride 2/pad 1 gathers each pixel's four entries
+// instead of sixteen read-modify-write passes over the plane; im2col for output widths under 16 gathers
+// from zero-bordered copies through an offset table; a kernel that covers the whole image (D's last
+// layer, G's first) is a single GEMM on the tensors as they lie. All three give the same values in the
+// same order of operations as the general path, except the last (a GEMM of another shape; its own
+// summation order, fixed by the shapes).
 // OpenBLAS is held at one thread inside these calls: a second pool of spinning BLAS threads would fight
 // OpenMP's for the cores (measured earlier: 1.8 s with OpenMP copies around a threaded BLAS against 0.86 s
 // without, for one pass of every 64×64 DCGAN layer at batch 64 on 2 cores).
@@ -59,13 +66,18 @@ ColumnGeometry transpose_geometry(const ConvShape& s) {  // ConvTranspose2d: ima
 
 // Scratch that grows to the largest layer once and is then reused: a step allocates nothing.
 struct Scratch {
-  std::vector<float> cols, matrix, plane;
+  std::vector<float> cols, matrix, plane, padded;
+  std::vector<int> offsets;
 };
 Scratch& scratch() {
   thread_local Scratch s;
   return s;
 }
 float* grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+int* grow_offsets(std::vector<int>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
 }
@@ -103,10 +115,67 @@ void valid_columns(int& q_begin, int& q_end, const ColumnGeometry& g, int t) {
   q_begin = std::min(q_begin, q_end);
 }
 
+// The chunk's images copied into zero-bordered planes, so im2col reads every tap without a bounds test:
+// padded[j][c][ih + pad_h][iw + pad_w] = image_j[c][ih][iw], zero elsewhere. The padded extents cover every
+// row and column a tap reads ((out − 1)·stride + kernel) and the whole image.
+struct PaddedExtent {
+  int height, width;
+  size_t plane() const { return size_t(height) * width; }
+};
+PaddedExtent padded_extent(const ColumnGeometry& g) {
+  return {std::max((g.out_h - 1) * g.stride_h + g.R, g.pad_h + g.height),
+          std::max((g.out_w - 1) * g.stride_w + g.S, g.pad_w + g.width)};
+}
+void pad_images(float* padded, const float* images, int count, const ColumnGeometry& g, const PaddedExtent& e) {
+  const int planes = count * g.channels;
+#pragma omp parallel for schedule(static) if (size_t(planes) * e.plane() > size_t(kParallelElements))
+  for (int jc = 0; jc < planes; ++jc) {
+    const float* src = images + size_t(jc) * g.height * g.width;
+    float* dst = padded + size_t(jc) * e.plane();
+    std::fill(dst, dst + size_t(g.pad_h) * e.width, 0.0f);
+    for (int h = 0; h < g.height; ++h) {
+      float* row = dst + size_t(h + g.pad_h) * e.width;
+      std::fill(row, row + g.pad_w, 0.0f);
+      std::memcpy(row + g.pad_w, src + size_t(h) * g.width, sizeof(float) * g.width);
+      std::fill(row + g.pad_w + g.width, row + e.width, 0.0f);
+    }
+    std::fill(dst + size_t(g.pad_h + g.height) * e.width, dst + e.plane(), 0.0f);
+  }
+}
+
+// Below this output width im2col gathers each row of the column matrix from zero-bordered copies of the
+// images through a table of source offsets (one loop over all positions of an image, no bounds test)
+// instead of a loop per output row: the deep DCGAN layers have 4×4 to 8×32 maps, where per-row loops of
+// 4–8 elements with their border fills were mostly loop overhead (perf, dcgan64 at one thread: im2col
+// 8.8 % of the step). From this width on the row loops are long and the bordered copy would be an
+// extra pass over the images, so they stay.
+constexpr int kTableBelowWidth = 16;
+
 // cols[(c·R + r)·S + t][j·positions + p·out_w + q] = image_j[c][p·sh − ph + r][q·sw − pw + t] (0 outside).
-void im2col(float* cols, const float* images, int count, const ColumnGeometry& g) {
+// For output widths under kTableBelowWidth, `padded` is scratch for the zero-bordered copy
+// (padded_extent(g).plane() floats per plane) and `offsets` for the gather table (positions ints).
+// Every value is a copy, so the result does not depend on the path.
+void im2col(float* cols, float* padded, int* offsets, const float* images, int count, const ColumnGeometry& g) {
   const int rows = g.rows(), PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
+  if (g.out_w < kTableBelowWidth) {
+    const PaddedExtent e = padded_extent(g);
+    pad_images(padded, images, count, g, e);
+    for (int p = 0; p < g.out_h; ++p)
+      for (int q = 0; q < g.out_w; ++q) offsets[p * g.out_w + q] = p * g.stride_h * e.width + q * g.stride_w;
+    // Rows are independent (each written once, from the padded images): parallel.
+#pragma omp parallel for schedule(static) if (size_t(rows) * ld > size_t(kParallelElements))
+    for (int row = 0; row < rows; ++row) {
+      const int c = row / (g.R * g.S), r = (row / g.S) % g.R, t = row % g.S;
+      for (int j = 0; j < count; ++j) {
+        // tap (r, t) of position (p, q) reads padded row p·sh + r, column q·sw + t
+        const float* plane = padded + (size_t(j) * g.channels + c) * e.plane() + size_t(r) * e.width + t;
+        float* dst = cols + row * ld + size_t(j) * PQ;
+        for (int k = 0; k < PQ; ++k) dst[k] = plane[offsets[k]];
+      }
+    }
+    return;
+  }
   // Rows are independent (each written once, from the image): parallel.
 #pragma omp parallel for schedule(static) if (size_t(rows) * ld > size_t(kParallelElements))
   for (int row = 0; row < rows; ++row) {
@@ -126,8 +195,8 @@ void im2col(float* cols, const float* images, int count, const ColumnGeometry& g
         }
         const float* src = plane + size_t(ih) * g.width;
         std::fill(d, d + q_begin, 0.0f);
-        // No bounds test inside. Stride 2 (every DCGAN layer but the first of G and the last of D) with
-        // the stride a constant: the compiler turns the gather into vector loads and shuffles.
+        // No bounds test inside. Stride 2 (every DCGAN layer but the first of G and the last of D) with the
+        // stride a constant: the compiler turns the gather into vector loads and shuffles.
         if (g.stride_w == 2)
           for (int q = q_begin; q < q_end; ++q) d[q] = src[2 * q + offset];
         else
@@ -136,6 +205,12 @@ void im2col(float* cols, const float* images, int count, const ColumnGeometry& g
       }
     }
   }
+}
+
+// The bordered-copy scratch im2col needs for a chunk of up to nb images (none from kTableBelowWidth on).
+float* padded_scratch(Scratch& sc, const ColumnGeometry& g, int nb) {
+  if (g.out_w >= kTableBelowWidth) return nullptr;
+  return grow(sc.padded, padded_extent(g).plane() * g.channels * size_t(nb));
 }
 
 // col2im for stride_w 2: the plane is accumulated with each row split into its even columns followed
@@ -174,6 +249,45 @@ void col2im_stride2(float* plane, float* split, const float* cols, size_t ld, co
   }
 }
 
+// col2im for the DCGAN's 4×4 kernel, stride 2, pad 1 with the image exactly twice the position grid
+// (every layer between the first and the last): image row ih = 2p − 1 + r is reached by exactly two
+// kernel rows (r = 1, 3 at p = ih/2, ih/2 − 1 for even ih; r = 0, 2 at p = (ih+1)/2, (ih−1)/2 for odd ih),
+// and likewise each column by two kernel columns, so every pixel is a sum of at most four column entries.
+// Each image row is gathered once into its even and odd half-rows (contiguous runs of the column matrix,
+// in L1) and interleaved into the plane: no pass over the plane per tap and no clearing of it (perf,
+// dcgan64 at one thread: the general stride-2 col2im, 16 read-modify-write passes over a split copy of
+// the plane, was 13 % of the step). Each pixel adds its entries in the general loop's order (r, then t,
+// ascending, from 0), so the result is bit-identical to it.
+bool is_k4_s2_p1_double(const ColumnGeometry& g) {
+  return g.R == 4 && g.S == 4 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 1 && g.pad_w == 1 &&
+         g.height == 2 * g.out_h && g.width == 2 * g.out_w;
+}
+void col2im_k4_s2_p1(float* plane, float* half_rows, const float* cols, size_t ld, const ColumnGeometry& g) {
+  const int OH = g.out_h, OW = g.out_w;
+  float* even = half_rows;     // image columns 2q
+  float* odd = half_rows + OW;  // image columns 2q + 1
+  for (int ih = 0; ih < g.height; ++ih) {
+    std::fill(even, even + 2 * OW, 0.0f);
+    for (int r = (ih % 2 == 0) ? 1 : 0; r < 4; r += 2) {
+      const int twice_p = ih + 1 - r;  // even
+      if (twice_p < 0 || twice_p / 2 >= OH) continue;
+      const float* tap = cols + size_t(r * 4) * ld + size_t(twice_p / 2) * OW;  // t = 0 of kernel row r
+      const float *x0 = tap, *x1 = tap + ld, *x2 = tap + 2 * ld, *x3 = tap + 3 * ld;
+      // column 2q: t = 1 at q, then t = 3 at q − 1
+      even[0] += x1[0];
+      for (int q = 1; q < OW; ++q) even[q] = (even[q] + x1[q]) + x3[q - 1];
+      // column 2q + 1: t = 0 at q + 1, then t = 2 at q
+      for (int q = 0; q + 1 < OW; ++q) odd[q] = (odd[q] + x0[q + 1]) + x2[q];
+      odd[OW - 1] += x2[OW - 1];
+    }
+    float* row = plane + size_t(ih) * g.width;
+    for (int q = 0; q < OW; ++q) {
+      row[2 * q] = even[q];
+      row[2 * q + 1] = odd[q];
+    }
+  }
+}
+
 // The adjoint of im2col: images are WRITTEN with the sum of every column entry that im2col would read
 // from each pixel. Planes are independent (each sums its own taps in a fixed order): parallel, each
 // thread with its own `split` scratch of one plane (height·width floats) for stride_w 2.
@@ -181,10 +295,16 @@ void col2im(float* images, const float* cols, int count, const ColumnGeometry& g
   const int PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
   const int planes = count * g.channels;
+  const bool k4_s2_p1 = is_k4_s2_p1_double(g);
 #pragma omp parallel for schedule(static) if (size_t(g.rows()) * ld > size_t(kParallelElements))
   for (int jc = 0; jc < planes; ++jc) {
     const int j = jc / g.channels, c = jc % g.channels;
     float* plane = images + size_t(j) * g.image_size() + size_t(c) * g.height * g.width;
+    if (k4_s2_p1) {
+      float* half_rows = grow(scratch().plane, 2 * size_t(g.out_w));
+      col2im_k4_s2_p1(plane, half_rows, cols + size_t(c) * 16 * ld + size_t(j) * PQ, ld, g);
+      continue;
+    }
     if (g.stride_w == 2) {
       float* split = grow(scratch().plane, size_t(g.height) * g.width);
       col2im_stride2(plane, split, cols + size_t(c) * g.R * g.S * ld + size_t(j) * PQ, ld, g);
@@ -258,16 +378,30 @@ void parallel_sgemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int M, int
   }
 }
 
+// A kernel that covers the whole unpadded image at one position (D's last layer, G's first: 4×4 on 4×4,
+// 4×16 on 4×16 at 128×512): then the column matrix is the images transposed, cols[row][j] = image_j[row],
+// and each product is one GEMM on the tensors as they lie (images N × rows, the other side N × matrix
+// rows, both row-major): no im2col, col2im or layout copy. Before, these layers (8 192 to 1·10⁶ MACs per
+// image) spent their time in those copies and in col2im's per-tap loops over 4×4 planes.
+bool kernel_covers_image(const ColumnGeometry& g) {
+  return g.out_h == 1 && g.out_w == 1 && g.pad_h == 0 && g.pad_w == 0 && g.R == g.height && g.S == g.width;
+}
+
 // out (N × out_rows × positions) = w (out_rows × g.rows()) · im2col(images).
 void gemm_forward(float* out, const float* images, const float* w, int N, int out_rows, const ColumnGeometry& g) {
   const int nb = chunk_images(N, g, out_rows), PQ = g.positions(), rows = g.rows();
   SingleThreadedBlas one_thread;
+  if (kernel_covers_image(g)) {  // out (N × out_rows) = images (N × rows) · wᵀ
+    parallel_sgemm(CblasNoTrans, CblasTrans, N, out_rows, rows, images, rows, w, rows, 0.0f, out, out_rows);
+    return;
+  }
   Scratch& sc = scratch();
   for (int n0 = 0; n0 < N; n0 += nb) {
     const int b = std::min(nb, N - n0);
     float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     float* out_chunk = out + size_t(n0) * out_rows * PQ;
-    im2col(cols, images + size_t(n0) * g.image_size(), b, g);
+    im2col(cols, padded_scratch(sc, g, nb), grow_offsets(sc.offsets, PQ),
+           images + size_t(n0) * g.image_size(), b, g);
     float* dst = b == 1 ? out_chunk : grow(sc.matrix, size_t(out_rows) * nb * PQ);  // one image: already NCHW
     parallel_sgemm(CblasNoTrans, CblasNoTrans, out_rows, b * PQ, rows, w, rows, cols, b * PQ, 0.0f, dst, b * PQ);
     if (b > 1) matrix_to_nchw(out_chunk, dst, b, out_rows, PQ);
@@ -278,6 +412,10 @@ void gemm_forward(float* out, const float* images, const float* w, int N, int ou
 void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_rows, const ColumnGeometry& g) {
   const int nb = chunk_images(N, g, in_rows), PQ = g.positions(), rows = g.rows();
   SingleThreadedBlas one_thread;
+  if (kernel_covers_image(g)) {  // images (N × rows) = in (N × in_rows) · w
+    parallel_sgemm(CblasNoTrans, CblasNoTrans, N, rows, in_rows, in, in_rows, w, rows, 0.0f, images, rows);
+    return;
+  }
   Scratch& sc = scratch();
   for (int n0 = 0; n0 < N; n0 += nb) {
     const int b = std::min(nb, N - n0);
@@ -299,6 +437,10 @@ void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_
 void gemm_filter(float* dw, const float* in, const float* images, int N, int in_rows, const ColumnGeometry& g) {
   const int nb = chunk_images(N, g, in_rows), PQ = g.positions(), rows = g.rows();
   SingleThreadedBlas one_thread;
+  if (kernel_covers_image(g)) {  // dw (in_rows × rows) += inᵀ (in_rows × N) · images (N × rows)
+    parallel_sgemm(CblasTrans, CblasNoTrans, in_rows, rows, N, in, in_rows, images, rows, 1.0f, dw, rows);
+    return;
+  }
   Scratch& sc = scratch();
   for (int n0 = 0; n0 < N; n0 += nb) {
     const int b = std::min(nb, N - n0);
@@ -310,7 +452,8 @@ void gemm_filter(float* dw, const float* in, const float* images, int N, int in_
       nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
       src = matrix;
     }
-    im2col(cols, images + size_t(n0) * g.image_size(), b, g);
+    im2col(cols, padded_scratch(sc, g, nb), grow_offsets(sc.offsets, PQ),
+           images + size_t(n0) * g.image_size(), b, g);
     parallel_sgemm(CblasNoTrans, CblasTrans, in_rows, rows, b * PQ, src, b * PQ, cols, b * PQ, 1.0f, dw, rows);
   }
 }

@@ -1,12 +1,14 @@
 // Op dispatch: each op runs the CPU implementation or the CUDA one according to its tensors' device.
 // The CPU side is the reference (engine/nn/cpu/) except convolution, which uses the im2col + GEMM fast
-// path (engine/nn/conv_cpu_fast), and ReLU/LeakyReLU, which use the vectorised engine/nn/elementwise_cpu_fast
-// (bit-identical to the reference); both are checked against the reference in tests.
+// path (engine/nn/conv_cpu_fast), ReLU/LeakyReLU, which use the vectorised engine/nn/elementwise_cpu_fast
+// (bit-identical to the reference), and the training batch norm + activation forward (engine/nn/batchnorm_cpu_fast);
+// all are checked against the reference in tests.
 #include "engine/nn/ops.h"
 
 #include <stdexcept>
 #include <string>
 
+#include "engine/nn/batchnorm_cpu_fast.h"
 #include "engine/nn/conv_cpu_fast.h"
 #include "engine/nn/elementwise_cpu_fast.h"
 #include "engine/nn/cpu/activations.h"
@@ -139,7 +141,8 @@ void batchnorm_backward(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor&
                               gamma.data(), saved_mean.data(), saved_invstd.data(), s.N, s.C, s.HW, stream());
 }
 
-// ---- batch norm + activation (CUDA: fused kernels; CPU: the reference ops in sequence) ----
+// ---- batch norm + activation (CUDA: fused kernels; CPU training forward: engine/nn/batchnorm_cpu_fast; the
+// rest on the CPU: the reference ops in sequence) ----
 namespace {
 void cpu_activation_forward(float* y, int64_t n, BnActivation act, float slope) {
   // The vectorised in-place activations (bit-identical to cpu::; the reference's in-place loop is scalar).
@@ -154,10 +157,9 @@ void batchnorm_activation_forward_train(Tensor& y, Tensor& saved_mean, Tensor& s
   const Nchw s = nchw(x);
   require_same_numel("batchnorm_activation_forward_train", y, x);
   if (same_device("batchnorm_activation_forward_train", y, x, gamma, beta, running_mean, running_var) == Device::CPU) {
-    cpu::batchnorm_forward_train(y.data(), saved_mean.data(), saved_invstd.data(), running_mean.data(),
-                                 running_var.data(), x.data(), gamma.data(), beta.data(), s.N, s.C, s.HW,
-                                 momentum, eps);
-    cpu_activation_forward(y.data(), y.numel(), act, slope);
+    cpu_fast::batchnorm_activation_forward_train(y.data(), saved_mean.data(), saved_invstd.data(),
+                                                 running_mean.data(), running_var.data(), x.data(), gamma.data(),
+                                                 beta.data(), s.N, s.C, s.HW, momentum, eps, act, slope);
   } else {
     kcuda::batchnorm_act_forward_train(y.data(), saved_mean.data(), saved_invstd.data(), running_mean.data(),
                                        running_var.data(), batchnorm_workspace(s.C), x.data(), gamma.data(),

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -65,18 +66,52 @@ std::vector<T> padded_signal(const T* x, int64_t L, const MelParams& p) {
   return out;
 }
 
-// First and one-past-last non-zero column of each filterbank row, so projections skip the zeros.
-void nonzero_ranges(std::vector<int>& begin, std::vector<int>& end, const float* filterbank, int n_mels,
-                    int n_freqs) {
-  begin.assign(static_cast<size_t>(n_mels), 0);
-  end.assign(static_cast<size_t>(n_mels), 0);
+// The filterbank as the projections read it: each row's non-zero band, columns begin[m] .. end[m] − 1,
+// its weights widened to double once per call (packed row after row from offset[m]) instead of once
+// per frame, so the per-frame loop multiplies doubles straight from memory.
+struct FilterBands {
+  std::vector<int> begin, end;
+  std::vector<size_t> offset;
+  std::vector<double> weights;
+};
+
+FilterBands filter_bands(const float* filterbank, int n_mels, int n_freqs) {
+  FilterBands bands;
+  bands.begin.resize(static_cast<size_t>(n_mels));
+  bands.end.resize(static_cast<size_t>(n_mels));
+  bands.offset.resize(static_cast<size_t>(n_mels));
   for (int m = 0; m < n_mels; ++m) {
     const float* row = filterbank + static_cast<int64_t>(m) * n_freqs;
     int b = 0, e = n_freqs;
     while (b < n_freqs && row[b] == 0.0f) ++b;
     while (e > b && row[e - 1] == 0.0f) --e;
-    begin[static_cast<size_t>(m)] = b;
-    end[static_cast<size_t>(m)] = e;
+    bands.begin[static_cast<size_t>(m)] = b;
+    bands.end[static_cast<size_t>(m)] = e;
+    bands.offset[static_cast<size_t>(m)] = bands.weights.size();
+    for (int f = b; f < e; ++f) bands.weights.push_back(static_cast<double>(row[f]));
+  }
+  return bands;
+}
+
+// Σ_j w[j]·power[j], j < width, in double. Four interleaved accumulators combined in a fixed order: one
+// dependent chain of double adds (4 cycles each) was most of the projection's time; the result still
+// carries double's precision and is the same on every run.
+inline double band_dot(const double* w, const double* power, int width) {
+  double sum[4] = {0.0, 0.0, 0.0, 0.0};
+  int j = 0;
+  for (; j + 4 <= width; j += 4)
+    for (int k = 0; k < 4; ++k) sum[k] += w[j + k] * power[j + k];
+  for (; j < width; ++j) sum[0] += w[j] * power[j];
+  return (sum[0] + sum[1]) + (sum[2] + sum[3]);
+}
+
+// One frame's mel column: mel[m · frames] = Σ_f filterbank[m, f]·power[f] over row m's non-zero band.
+template <class T>
+void project_frame(T* mel, int64_t frames, const FilterBands& bands, const double* power) {
+  for (size_t m = 0; m < bands.begin.size(); ++m) {
+    const int b = bands.begin[m];
+    mel[static_cast<int64_t>(m) * frames] =
+        static_cast<T>(band_dot(bands.weights.data() + bands.offset[m], power + b, bands.end[m] - b));
   }
 }
 
@@ -105,49 +140,90 @@ fftwf_plan r2c_plan(int n_fft) {
 
 template <class T>
 std::vector<T> mel_project_impl(const float* filterbank, const T* power, int64_t frames, const MelParams& p) {
-  const int n_mels = p.n_mels, n_freqs = p.n_freqs();
-  std::vector<int> begin, end;
-  nonzero_ranges(begin, end, filterbank, n_mels, n_freqs);
-  std::vector<T> mel(static_cast<size_t>(n_mels * frames));
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < frames; ++t) {
-    const T* spectrum = power + t * n_freqs;
-    for (int m = 0; m < n_mels; ++m) {
-      const float* row = filterbank + static_cast<int64_t>(m) * n_freqs;
-      // Four interleaved double accumulators, combined in a fixed order: one dependent chain of double
-      // adds (4 cycles each) was most of this loop's time; the result still carries double's precision.
-      double sum[4] = {0.0, 0.0, 0.0, 0.0};
-      int f = begin[static_cast<size_t>(m)];
-      const int e = end[static_cast<size_t>(m)];
-      for (; f + 4 <= e; f += 4)
-        for (int j = 0; j < 4; ++j) sum[j] += static_cast<double>(row[f + j]) * static_cast<double>(spectrum[f + j]);
-      for (; f < e; ++f) sum[0] += static_cast<double>(row[f]) * static_cast<double>(spectrum[f]);
-      mel[static_cast<size_t>(m * frames + t)] = static_cast<T>((sum[0] + sum[1]) + (sum[2] + sum[3]));
+  const int n_freqs = p.n_freqs();
+  const FilterBands bands = filter_bands(filterbank, p.n_mels, n_freqs);
+  std::vector<T> mel(static_cast<size_t>(p.n_mels * frames));
+#pragma omp parallel
+  {
+    std::vector<double> spectrum(static_cast<size_t>(n_freqs));  // the frame's power in double, as mel_power's
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < frames; ++t) {
+      std::copy(power + t * n_freqs, power + (t + 1) * n_freqs, spectrum.begin());
+      project_frame(mel.data() + t, frames, bands, spectrum.data());
     }
   }
   return mel;
 }
 
-template <class T>
-std::vector<float> power_to_db_impl(const T* mel_power, int64_t n, const MelParams& p, double* ref_used) {
-  // librosa core/spectrum.py power_to_db.
+// ln x for a positive normal float x, in float arithmetic only: x = 2^e·m with m in [√½, √2) (read off
+// the bits: subtracting those of √½ puts the exponent step at m = √2), ln m = 2·atanh(s) with
+// s = (m − 1)/(m + 1), |s| <= 0.1716, by its odd series to s⁹ (the first term left out is below 2e-9 of
+// the sum), e·ln 2 with ln 2 split in a part exact in float (12 bits) and the rest. Error against the
+// exact ln over every float from 1e-10 up: 3.9e-6 absolute, half a float ulp of |ln x| <= 89. No
+// library call and no float compare, so the dB loop vectorises (a float compare under the default
+// -ftrapping-math keeps GCC from it), and the bits are the same on every x86-64 (libm picks an FMA
+// variant of log where the CPU has one).
+inline float ln_positive(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  const int32_t e = (static_cast<int32_t>(bits) - 0x3f3504f3) >> 23;  // 0x3f3504f3: √½
+  const uint32_t m_bits = bits - (static_cast<uint32_t>(e) << 23);
+  float m;
+  std::memcpy(&m, &m_bits, sizeof m);
+  const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  const float ln_m = 2.0f * s * (1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9)))));
+  const float fe = static_cast<float>(e);
+  return fe * 0.693145751953125f + (ln_m + fe * 1.428606765330187e-06f);
+}
+
+// librosa core/spectrum.py power_to_db, in double: the yardstick of the float path below.
+std::vector<float> power_to_db_double(const double* mel_power, int64_t n, const MelParams& p, double* ref_used) {
   double ref = p.ref;
   if (ref < 0) {
     ref = 0.0;
-    for (int64_t i = 0; i < n; ++i) ref = std::max(ref, static_cast<double>(mel_power[i]));
+    for (int64_t i = 0; i < n; ++i) ref = std::max(ref, mel_power[i]);
   }
   if (ref_used) *ref_used = ref;
   const double ref_db = 10.0 * std::log10(std::max(p.amin, ref));
   std::vector<double> db(static_cast<size_t>(n));
   double db_max = -HUGE_VAL;
   for (int64_t i = 0; i < n; ++i) {
-    db[static_cast<size_t>(i)] = 10.0 * std::log10(std::max(p.amin, static_cast<double>(mel_power[i]))) - ref_db;
+    db[static_cast<size_t>(i)] = 10.0 * std::log10(std::max(p.amin, mel_power[i])) - ref_db;
     db_max = std::max(db_max, db[static_cast<size_t>(i)]);
   }
   const double floor_db = p.top_db > 0 ? db_max - p.top_db : -HUGE_VAL;
   std::vector<float> out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<float>(std::max(db[static_cast<size_t>(i)], floor_db));
   return out;
+}
+
+// power_to_db of non-negative float power, in place, in float as librosa computes it on float32 mel
+// power: 10·log10(max(S, amin)) − 10·log10(max(ref, amin)), clipped below at the slice's largest dB
+// value − top_db. log10 being monotone, that largest value is the one of the largest power (as
+// kernels/spectral.cu), so one pass does it all and no dB buffer is kept. The clamp at amin compares
+// the bit patterns as integers: for non-negative floats their order is the values' order.
+void power_to_db_in_place(float* values, int64_t n, const MelParams& p, double* ref_used) {
+  float largest = 0.0f;
+  for (int64_t i = 0; i < n; ++i) largest = std::max(largest, values[i]);
+  const double ref = p.ref >= 0 ? p.ref : static_cast<double>(largest);
+  if (ref_used) *ref_used = ref;
+  const float amin = static_cast<float>(p.amin);
+  const float db_per_ln = static_cast<float>(10.0 / std::log(10.0));
+  const float ref_db = static_cast<float>(10.0 * std::log10(std::max(p.amin, ref)));
+  const float floor_db = p.top_db > 0 ? db_per_ln * ln_positive(std::max(largest, amin)) - ref_db -
+                                            static_cast<float>(p.top_db)
+                                      : -HUGE_VALF;
+  int32_t amin_bits;
+  std::memcpy(&amin_bits, &amin, sizeof amin_bits);
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t bits;
+    std::memcpy(&bits, &values[i], sizeof bits);
+    bits = std::max(bits, amin_bits);
+    float clamped;
+    std::memcpy(&clamped, &bits, sizeof clamped);
+    values[i] = db_per_ln * ln_positive(clamped) - ref_db;
+  }
+  for (int64_t i = 0; i < n; ++i) values[i] = std::max(values[i], floor_db);
 }
 
 }  // namespace
@@ -288,10 +364,12 @@ std::vector<double> mel_project(const float* filterbank, const double* power, in
 }
 
 std::vector<float> power_to_db(const double* mel_power, int64_t n, const MelParams& p, double* ref_used) {
-  return power_to_db_impl(mel_power, n, p, ref_used);
+  return power_to_db_double(mel_power, n, p, ref_used);
 }
 std::vector<float> power_to_db(const float* mel_power, int64_t n, const MelParams& p, double* ref_used) {
-  return power_to_db_impl(mel_power, n, p, ref_used);
+  std::vector<float> db(mel_power, mel_power + n);
+  power_to_db_in_place(db.data(), n, p, ref_used);
+  return db;
 }
 
 std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, const float* filterbank) {
@@ -305,8 +383,8 @@ std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, cons
   // filter bands while it is still in cache. The slice-sized padded signal and power spectrogram
   // (2 MB at the default layout) are never made: allocating and faulting them in was a third of a
   // slice's time. The arithmetic is the unfused path's, operation for operation (same window, same FFT
-  // plan on FFTW-aligned arrays, same double accumulation order), so the result is bit-identical to
-  // mel_project(stft_power(x)) (tests/test_unit_mel_cpu.cpp checks it).
+  // plan on FFTW-aligned arrays, same float power widened to double, same double accumulation order),
+  // so the result is bit-identical to mel_project(stft_power(x)) (tests/test_unit_mel_cpu.cpp checks it).
   check_stft_params(p, L);
   const int n_fft = p.n_fft, n_freqs = p.n_freqs(), n_mels = p.n_mels;
   const int64_t frames = p.stft_frames(L);
@@ -314,15 +392,14 @@ std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, cons
   const bool reflect = p.pad_mode == "reflect";
   const std::vector<double> window_d = stft_window(p);
   const std::vector<float> window(window_d.begin(), window_d.end());
-  std::vector<int> begin, end;
-  nonzero_ranges(begin, end, filterbank, n_mels, n_freqs);
+  const FilterBands bands = filter_bands(filterbank, n_mels, n_freqs);
   std::vector<float> mel(static_cast<size_t>(n_mels * frames));
   const fftwf_plan plan = r2c_plan(n_fft);
 #pragma omp parallel
   {
     float* frame = fftwf_alloc_real(static_cast<size_t>(n_fft));
     fftwf_complex* spectrum = fftwf_alloc_complex(static_cast<size_t>(n_freqs));
-    std::vector<float> power(static_cast<size_t>(n_freqs));
+    std::vector<double> power(static_cast<size_t>(n_freqs));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < frames; ++t) {
       const int64_t start = t * p.hop - pad;  // index into x of the frame's first sample
@@ -341,19 +418,9 @@ std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, cons
         }
       }
       fftwf_execute_dft_r2c(plan, frame, spectrum);
-      for (int k = 0; k < n_freqs; ++k)
+      for (int k = 0; k < n_freqs; ++k)  // |X|² in float, as stft_power stores it
         power[static_cast<size_t>(k)] = spectrum[k][0] * spectrum[k][0] + spectrum[k][1] * spectrum[k][1];
-      for (int m = 0; m < n_mels; ++m) {
-        const float* row = filterbank + static_cast<int64_t>(m) * n_freqs;
-        double sum[4] = {0.0, 0.0, 0.0, 0.0};  // as mel_project_impl
-        int f = begin[static_cast<size_t>(m)];
-        const int e = end[static_cast<size_t>(m)];
-        for (; f + 4 <= e; f += 4)
-          for (int j = 0; j < 4; ++j)
-            sum[j] += static_cast<double>(row[f + j]) * static_cast<double>(power[static_cast<size_t>(f + j)]);
-        for (; f < e; ++f) sum[0] += static_cast<double>(row[f]) * static_cast<double>(power[static_cast<size_t>(f)]);
-        mel[static_cast<size_t>(m * frames + t)] = static_cast<float>((sum[0] + sum[1]) + (sum[2] + sum[3]));
-      }
+      project_frame(mel.data() + t, frames, bands, power.data());
     }
     fftwf_free(spectrum);
     fftwf_free(frame);
@@ -363,8 +430,9 @@ std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, cons
 
 std::vector<float> mel_spectrogram_db(const float* x, int64_t L, const MelParams& p, double* ref_used,
                                       const float* filterbank) {
-  const std::vector<float> mel = mel_power(x, L, p, filterbank);
-  return power_to_db(mel.data(), static_cast<int64_t>(mel.size()), p, ref_used);
+  std::vector<float> mel = mel_power(x, L, p, filterbank);
+  power_to_db_in_place(mel.data(), static_cast<int64_t>(mel.size()), p, ref_used);
+  return mel;
 }
 
 ResizeTaps antialias_resize_taps(int in_size, int out_size) {

@@ -5,7 +5,7 @@
 // The fixture's spectrograms are librosa run in float64 on the (float32) clip, stored as float32 (6e-8
 // relative). Its metadata records how far librosa's own float32 path lands from that (power ≤ 3.5e-7
 // relative where ≥ 1e-4 of the maximum, dB ≤ 7.3e-6): librosa multiplies by a float64 window, so its
-// "float32" FFT runs in float64 and that is storage rounding only. Our float path runs kissfft in float32:
+// "float32" FFT runs in float64 and that is storage rounding only. Our float path runs FFTW in float32:
 // a float32 FFT's error on a bin is ~ε·log2(n_fft) (ε = 6e-8, log2 2048 = 11), ~7e-7, relative to the
 // frame's energy rather than to the bin, so weak bands carry more. Measured on this clip (MESSAGEs):
 //   filterbank        0 (bit-identical; bound 2e-7 of the row peak leaves room for another libm)
@@ -192,7 +192,7 @@ TEST_CASE("unit mel librosa power") {
     const std::vector<float> oracle = fixture_floats(name + "_mel_power", {p.n_mels, frames});
     const std::vector<float> filterbank = mel_filterbank(p);
 
-    // Float path (kissfft): bounds from the header comment; measured in the MESSAGE.
+    // Float path (FFTW): bounds from the header comment; measured in the MESSAGE.
     const std::vector<float> ours = mel_power(x.data(), L, p);
     const double normalised = max_normalised_error(ours, oracle);
     const double relative = relative_error_above(ours, oracle, 1e-4);
@@ -370,6 +370,42 @@ TEST_CASE("unit mel power_to_db") {
   CHECK(ref == 0.5);
   CHECK(db[5] == doctest::Approx(10 * std::log10(4.0)));
   CHECK(db[4] == doctest::Approx(-100 - 10 * std::log10(0.5)));  // amin = 1e-10
+}
+
+TEST_CASE("unit mel float power_to_db against the double one") {
+  // The float path (mel_image's) computes ln with its own float series (audio/mel_cpu.cpp ln_positive:
+  // 3.9e-6 absolute error in ln, measured over every float from 1e-10 up), so 4.343·3.9e-6 = 1.7e-5 dB,
+  // plus the float roundings of the product, of ref_db and of the difference (half an ulp each at
+  // |dB| <= 128: 3.8e-6): 3e-5 dB, against power_to_db in double on the same values.
+  MelParams p = mel_preset("default");
+  std::vector<float> power{0.0f, 1e-10f, 1.0f, 0.5f, 2.0f, 3.0f};
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> exponent(-13.0, 13.0);
+  for (int i = 0; i < 20000; ++i) power.push_back(static_cast<float>(std::pow(10.0, exponent(rng))));
+  const std::vector<double> power64(power.begin(), power.end());
+  const int64_t n = static_cast<int64_t>(power.size());
+  p.ref = 1.0;   // dB of the power itself, up to ±130: the whole range, below amin included
+  p.top_db = 0;  // no clip: every value compared
+  double worst = 0;
+  std::vector<float> ours = power_to_db(power.data(), n, p, nullptr);
+  std::vector<float> want = power_to_db(power64.data(), n, p, nullptr);
+  for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(double(ours[i]) - double(want[i])));
+  CHECK(ours[0] == doctest::Approx(-100.0));  // 0 clamped at amin
+  CHECK(ours[2] == 0.0f);                     // ln 1 = 0 exactly
+  // The slice's own max as ref and the top_db clip, on the fixture's mel power.
+  p = mel_preset("default");
+  const std::vector<float> x = fixture_input();
+  const std::vector<float> mel = mel_power(x.data(), static_cast<int64_t>(x.size()), p);
+  const std::vector<double> mel64(mel.begin(), mel.end());
+  double ref = 0, ref64 = 0;
+  ours = power_to_db(mel.data(), static_cast<int64_t>(mel.size()), p, &ref);
+  want = power_to_db(mel64.data(), static_cast<int64_t>(mel.size()), p, &ref64);
+  CHECK(ref == ref64);
+  double worst_clipped = 0;
+  for (size_t i = 0; i < mel.size(); ++i) worst_clipped = std::max(worst_clipped, std::abs(double(ours[i]) - double(want[i])));
+  MESSAGE("float dB vs double dB: " << worst << " dB over 1e-13 .. 1e13, " << worst_clipped << " dB on the fixture");
+  CHECK(worst <= 3e-5);
+  CHECK(worst_clipped <= 3e-5);
 }
 
 TEST_CASE("unit mel antialiased resize") {

@@ -340,6 +340,17 @@ struct AudioReader::Impl {
         out[f] = sum / static_cast<float>(channels);
       }
     }
+    // A float file can hold NaN or infinite samples (libsndfile passes them through): they would turn
+    // every STFT frame that touches them into NaN and the mel into noise or garbage without a word, so
+    // the file is refused here, naming where.
+    for (int64_t f = 0; f < got; ++f)
+      if (!std::isfinite(out[f])) {
+        char at[64];
+        std::snprintf(at, sizeof at, "%.3f s", sample_rate > 0 ? static_cast<double>(frames + f) / sample_rate : 0.0);
+        throw decode_error(path, std::string("sample ") + std::to_string(frames + f) + " (at " + at + ") is " +
+                                     (std::isnan(out[f]) ? "NaN" : "infinite") +
+                                     ": a float file with broken samples; not decoded");
+      }
     frames += got;
     return got;
   }

@@ -365,6 +365,27 @@ TEST_CASE("unit audio decode bad files throw a runtime_error naming the file and
     REQUIRE(write_sine(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 44100, 1, 440, 0.0, 0.5) == "");
     CHECK(contains(decode_error(path), "no audio frames"));
   }
+  SUBCASE("a float WAV holding a NaN or an infinite sample") {
+    // libsndfile reads float samples as stored, so a broken float file reaches the decoder's output.
+    for (const bool nan : {true, false}) {
+      const std::string path = dir + (nan ? "/nan.wav" : "/inf.wav");
+      const int channels = nan ? 1 : 2;
+      SF_INFO info{};
+      info.samplerate = 8000;
+      info.channels = channels;
+      info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+      SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
+      REQUIRE(f != nullptr);
+      std::vector<float> frames(static_cast<size_t>(20000 * channels), 0.25f);  // past the first 16384-frame block
+      frames[static_cast<size_t>(17000 * channels + channels - 1)] =
+          nan ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+      REQUIRE(sf_writef_float(f, frames.data(), 20000) == 20000);
+      sf_close(f);
+      const std::string message = decode_error(path);
+      CHECK_MESSAGE(contains(message, "sample 17000 (at 2.125 s)"), message);
+      CHECK_MESSAGE(contains(message, nan ? "is NaN" : "is infinite"), message);
+    }
+  }
   SUBCASE("a huge sample rate in the header") {
     const std::string path = dir + "/huge_rate.wav";
     REQUIRE(write_sine(path, SF_FORMAT_WAV | SF_FORMAT_PCM_16, 2000000, 1, 440, 0.001, 0.5) == "");

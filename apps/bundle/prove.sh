@@ -4,7 +4,7 @@
 # and the whole gpu test binary; (3) darkstar-bench; (4) end to end on the GPU (prepare-audio on GPU and
 # CPU compared, a few hundred training steps of a mel and an image model, sample, listen, CPU vs GPU
 # losses of the first steps); (5) OUT/report.md. Each step has a time budget (its hard limit; they add
-# up to under 6 minutes). At most 8 files land in OUT, none over 16 MB. Exit 0: all passed; 1: a check
+# up to under 8 minutes). At most 8 files land in OUT, none over 16 MB. Exit 0: all passed; 1: a check
 # failed; 77: no usable GPU (the CPU-side checks ran and passed; about 2 minutes on 2 cores).
 set -uo pipefail
 
@@ -141,6 +141,14 @@ else
 fi
 cp "$work/last.out" "$work/bench.txt"
 [ -s "$work/bench.json" ] && cp "$work/bench.json" "$out/bench.json"
+# Issue 9's GPU comparisons, dcgan64 only (their whole output is in prove.log): eager launches beside
+# the graph-captured default at the TF32 goal's batch, and bf16 at the bf16 goal's batch.
+if [ $gpu -eq 1 ] && has_opt --config && has_opt --batch; then
+  has_opt --no-graph && run_step "darkstar-bench dcgan64 batch 128, eager launches (--no-graph)" 45 'images' \
+    "$bin/darkstar-bench" --device cuda --config dcgan64 --batch 128 --no-graph --no-audio
+  has_opt --precision && run_step "darkstar-bench dcgan64 batch 512, --precision bf16" 60 'images' \
+    "$bin/darkstar-bench" --device cuda --config dcgan64 --batch 512 --precision bf16 --no-audio
+fi
 
 # ---- 4. end to end ----------------------------------------------------------------------------------
 ds="$bin/darkstar"

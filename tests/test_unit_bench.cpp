@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
@@ -18,7 +20,11 @@ namespace fs = std::filesystem;
 namespace {
 
 int run_bench(const std::string& args, std::string* output) {
-  const fs::path log = fs::path(DS_TEST_TMP) / "bench_output.txt";
+  // One file per process and call: ctest -j runs this file's cases as parallel processes, and a shared
+  // name let one case read another's output (seen in the sanitizer run of .ci/run).
+  static int calls = 0;
+  const fs::path log = fs::path(DS_TEST_TMP) / ("bench_output_" + std::to_string(::getpid()) + "_" +
+                                                std::to_string(calls++) + ".txt");
   const std::string cmd = std::string(DS_BENCH_EXE) + " " + args + " > " + log.string() + " 2>&1";
   const int status = std::system(cmd.c_str());
   std::ifstream in(log);

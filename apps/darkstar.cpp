@@ -94,6 +94,10 @@ int64_t inherit_from_checkpoint(const CLI::App& train, TrainConfig& tc) {
   if (!given("--beta2")) tc.adam.beta2 = saved.at("beta2");
   if (!given("--seed")) tc.seed = saved.at("seed");
   if (!given("--steps")) tc.steps = saved.at("steps");
+  // The intervals too (a resume with other ones would log other steps: the log stays one run's).
+  if (!given("--log-every")) tc.log_every = saved.value("log_every", tc.log_every);
+  if (!given("--checkpoint-every")) tc.checkpoint_every = saved.value("checkpoint_every", tc.checkpoint_every);
+  if (!given("--sample-every")) tc.sample_every = saved.value("sample_every", tc.sample_every);
   return *reinterpret_cast<const int64_t*>(file.get("step", DType::I64, {}).data.data());
 }
 

@@ -17,9 +17,12 @@
 #include <fstream>
 #include <iterator>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "audio/listen.h"
 #include "audio/mel_params.h"
@@ -233,6 +236,34 @@ TEST_CASE("e2e cli resume: says where it resumes and when the run is done, refus
   CHECK(contains(out, "resuming from step 3 of 5"));
   CHECK(contains(out, "done: step 5"));
   CHECK(checkpoint_step(dir / "run" / "last.safetensors") == 5);
+}
+
+TEST_CASE("e2e cli resume: the log, checkpoint and sample intervals come from the checkpoint unless given") {
+  const fs::path dir = fresh_dir("e2e_cli_resume_intervals");
+  const std::string data = write_noise_dataset(dir);
+  const std::string run = (dir / "run").string();
+  std::string out;
+  // The first run samples every 3 steps (kTinyModel's model, without its --sample-every 0).
+  REQUIRE(run_darkstar("train --data " + data + " --out " + run +
+                           " --steps 4 --log-every 2 --checkpoint-every 4 --sample-every 3"
+                           " --batch 4 --nz 8 --ngf 4 --ndf 4 --device cpu",
+                       &out) == 0);
+  REQUIRE(run_darkstar("train --data " + data + " --out " + run + " --steps 8 --resume --device cpu", &out) == 0);
+  INFO(out);
+  std::vector<int> steps;
+  std::istringstream lines(read_text(dir / "run" / "log.jsonl"));
+  std::string line;
+  while (std::getline(lines, line)) steps.push_back(nlohmann::json::parse(line).at("step").get<int>());
+  CHECK(steps == std::vector<int>{2, 4, 6, 8});  // the default --log-every 10 would have logged only 8
+  CHECK(checkpoint_step(dir / "run" / "last.safetensors") == 8);
+  CHECK(fs::exists(dir / "run" / "samples" / "step_0000006.png"));  // sampled at 6, as the first run would have
+  // Given again, a flag wins: --log-every 1 logs 9 and 10.
+  REQUIRE(run_darkstar("train --data " + data + " --out " + run + " --steps 10 --resume --device cpu --log-every 1",
+                       &out) == 0);
+  steps.clear();
+  std::istringstream more(read_text(dir / "run" / "log.jsonl"));
+  while (std::getline(more, line)) steps.push_back(nlohmann::json::parse(line).at("step").get<int>());
+  CHECK(steps == std::vector<int>{2, 4, 6, 8, 9, 10});
 }
 
 TEST_CASE("e2e cli version and unknown commands: --version names the build, a typo names the real commands") {

@@ -174,8 +174,24 @@ TEST_CASE("e2e kill -9: a train killed at random moments, checkpoint writes incl
   CHECK(compared > 20);
   CHECK(differing_tensor_count(run / "netG.safetensors", straight / "netG.safetensors", &compared) == 0);
   CHECK(temp_files_under(run).empty());  // the resumes deleted what the kills left
-  // Each log line is whole JSON (a kill never tears one; a torn one would be cut at the resume).
+  // Each log line is whole JSON (a kill never tears one; a torn one would be cut at the resume), and the
+  // log holds steps 1..target once each, in order, as the uninterrupted run's: what a killed run logged
+  // past its checkpoint was moved to log.rolled-back.jsonl by the resume (whole lines too).
   std::istringstream lines(read_whole(run / "log.jsonl"));
   std::string line;
-  while (std::getline(lines, line)) CHECK_NOTHROW(nlohmann::json::parse(line));
+  std::vector<int64_t> steps, straight_steps;
+  while (std::getline(lines, line)) CHECK_NOTHROW(steps.push_back(nlohmann::json::parse(line).at("step").get<int64_t>()));
+  std::istringstream straight_lines(read_whole(straight / "log.jsonl"));
+  while (std::getline(straight_lines, line)) straight_steps.push_back(nlohmann::json::parse(line).at("step").get<int64_t>());
+  CHECK(straight_steps.size() == static_cast<size_t>(target));
+  CHECK(steps == straight_steps);
+  int rolled_back = 0;
+  if (fs::exists(run / "log.rolled-back.jsonl")) {
+    std::istringstream aside(read_whole(run / "log.rolled-back.jsonl"));
+    while (std::getline(aside, line)) {
+      CHECK_NOTHROW(nlohmann::json::parse(line).at("step").get<int64_t>());
+      ++rolled_back;
+    }
+  }
+  MESSAGE(rolled_back << " log line(s) of steps past a checkpoint were set aside by the resumes");
 }

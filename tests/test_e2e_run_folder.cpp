@@ -13,6 +13,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <sndfile.h>
@@ -269,16 +270,34 @@ TEST_CASE("e2e full disk: a log write hitting ENOSPC stops with the file named, 
   CHECK(read_whole(dir / "resumed.rc") == "0\n");
   CHECK(state_step(dir / "after_resume" / "last.safetensors") == 30);
   // One JSON object per line after the resume (a torn line left by the full disk would break this).
+  // And each step once, in order, as an uninterrupted run logs them: the lines of steps 1.. that the run
+  // stopped by the full disk had logged past its checkpoint (step 0) were moved to log.rolled-back.jsonl.
   std::istringstream lines(read_whole(dir / "after_resume" / "log.jsonl"));
   std::string line;
-  int parsed = 0, last_step = -1;
+  std::vector<int> steps;
   while (std::getline(lines, line)) {
     INFO(line);
-    CHECK_NOTHROW(last_step = nlohmann::json::parse(line).at("step").get<int>());
-    ++parsed;
+    CHECK_NOTHROW(steps.push_back(nlohmann::json::parse(line).at("step").get<int>()));
   }
-  CHECK(parsed >= 30);
-  CHECK(last_step == 30);
+  std::vector<int> one_to_30(30);
+  for (int i = 0; i < 30; ++i) one_to_30[i] = i + 1;
+  CHECK(steps == one_to_30);
+  const fs::path aside = dir / "after_resume" / "log.rolled-back.jsonl";
+  REQUIRE(fs::exists(aside));
+  std::istringstream aside_lines(read_whole(aside));
+  int moved = 0, previous = 0;
+  while (std::getline(aside_lines, line)) {
+    INFO(line);
+    int step = -1;
+    CHECK_NOTHROW(step = nlohmann::json::parse(line).at("step").get<int>());
+    CHECK(step == previous + 1);  // the first run's own lines 1, 2, ... as it wrote them
+    previous = step;
+    ++moved;
+  }
+  CHECK(moved >= 1);
+  CHECK(contains(read_whole(dir / "resumed.txt"),
+                 "resuming at step 0: " + std::to_string(moved) + " line(s) of log.jsonl logged after that checkpoint "
+                 "moved to " + (run / "log.rolled-back.jsonl").string()));
 }
 
 TEST_CASE("e2e full disk: prepare-images and prepare-audio onto a full disk leave no dataset, half or whole") {

@@ -159,6 +159,19 @@ TEST_CASE("e2e tensorboard image run: scalars, per-layer statistics, histograms,
   mc.ngf = 8;
   mc.ndf = 8;
   expect_common_tags(r, mc, S, S);
+  // One SessionLog START, at the first step trained (TensorBoard's mark of a run's start; see
+  // TensorBoardWriter::add_session_start), right after the file_version event.
+  int starts = 0;
+  for (const Event& e : r.events)
+    if (e.has_session_log) {
+      ++starts;
+      CHECK(e.session_status == 1);
+      CHECK(e.step == 1);
+      CHECK(e.values.empty());
+    }
+  CHECK(starts == 1);
+  REQUIRE(r.events.size() > 2);
+  CHECK(r.events[1].has_session_log);
   for (const auto& [tag, steps] : r.tags) {
     CHECK(tag.rfind("audio/", 0) != 0);  // no sound without a mel dataset
     CHECK(tag.rfind("mel/", 0) != 0);

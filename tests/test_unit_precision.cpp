@@ -58,3 +58,14 @@ TEST_CASE("unit precision: tf32 and fp32 on the CPU leave the bf16 network switc
   ds::apply_precision(ds::Precision::TF32, ds::Device::CPU);
   CHECK_FALSE(ds::bf16_networks());
 }
+
+TEST_CASE("unit precision: bf16 on a GPU older than Ampere is refused naming the GPU and what it needs") {
+  const std::string turing = ds::bf16_unsupported_reason("Tesla T4", 7, 5);
+  CHECK(turing == "--precision bf16: Tesla T4 has compute capability 7.5; bf16 needs 8.0 or newer (Ampere): "
+                  "use --precision tf32 or fp32");
+  CHECK(ds::bf16_unsupported_reason("NVIDIA GeForce RTX 2080", 7, 5, "--bench-precision").find("--bench-precision bf16") == 0);
+  CHECK(ds::bf16_unsupported_reason("NVIDIA A100-SXM4-40GB", 8, 0).empty());
+  CHECK(ds::bf16_unsupported_reason("NVIDIA GeForce RTX 3090", 8, 6).empty());
+  CHECK(ds::bf16_unsupported_reason("NVIDIA H200", 9, 0).empty());
+  CHECK(ds::bf16_unsupported_reason("NVIDIA B200", 10, 0).empty());
+}

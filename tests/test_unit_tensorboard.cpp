@@ -257,6 +257,25 @@ TEST_CASE("unit tensorboard matches TensorBoard's own record bytes") {
   CHECK(file.substr(file.size() - expected.size()) == expected);
 }
 
+TEST_CASE("unit tensorboard a resume's SessionLog START matches TensorBoard's own bytes") {
+  // Made with tensorboard 2.21.0 (PyPI):
+  //   event_pb2.Event(wall_time=1700000000.5, step=1501,
+  //                   session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)).SerializeToString()
+  const unsigned char tensorboard_event[] = {0x09, 0x00, 0x00, 0x20, 0x40, 0xfc, 0x54, 0xd9, 0x41,  // wall_time
+                                             0x10, 0xdd, 0x0b,                                      // step 1501
+                                             0x3a, 0x02, 0x08, 0x01};  // session_log (2 bytes): status START
+  const std::string expected(reinterpret_cast<const char*>(tensorboard_event), sizeof tensorboard_event);
+  CHECK(encode_session_start_event(1501, 1700000000.5) == expected);
+  // And through the writer: the last record's payload is that event.
+  const std::string dir = fresh_dir("tensorboard/session_start");
+  TensorBoardWriter writer(dir);
+  writer.add_session_start(1501, 1700000000.5);
+  writer.flush();
+  const std::string file = read_all(writer.path());
+  REQUIRE(file.size() > expected.size() + 4);
+  CHECK(file.substr(file.size() - 4 - expected.size(), expected.size()) == expected);
+}
+
 TEST_CASE("unit tensorboard two writers in the same folder get separate files") {
   const std::string dir = fresh_dir("tensorboard/two");
   TensorBoardWriter first(dir);

@@ -142,6 +142,8 @@ struct Event {
   std::string file_version;
   bool has_summary = false;
   std::vector<SummaryValue> values;
+  bool has_session_log = false;
+  int64_t session_status = 0;  // SessionLog.status: 1 START, 2 STOP, 3 CHECKPOINT
 };
 
 inline void expect_wire(const ProtoField& f, uint32_t wire, const char* what) {
@@ -312,6 +314,14 @@ inline Event decode_summary_event(const std::string& bytes) {
         if (sf.number != 1) throw std::runtime_error("Summary: unexpected field " + std::to_string(sf.number));
         expect_wire(sf, 2, "Summary.value");
         e.values.push_back(decode_summary_value(sf.bytes));
+      }
+    } else if (f.number == 7) {  // SessionLog { SessionStatus status = 1; string checkpoint_path = 2; string msg = 3; }
+      expect_wire(f, 2, "Event.session_log");
+      e.has_session_log = true;
+      for (const ProtoField& sf : read_proto_fields(f.bytes)) {
+        if (sf.number != 1) throw std::runtime_error("SessionLog: unexpected field " + std::to_string(sf.number));
+        expect_wire(sf, 0, "SessionLog.status");
+        e.session_status = static_cast<int64_t>(sf.scalar);
       }
     } else {
       throw std::runtime_error("Event: unexpected field " + std::to_string(f.number));

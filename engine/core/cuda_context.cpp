@@ -64,6 +64,8 @@ const CudaProbe& probe_cuda() {
       return p;
     }
     p.device_name = prop.name;
+    p.compute_major = prop.major;
+    p.compute_minor = prop.minor;
     // A device the build has no image for (neither its SASS nor PTX it can JIT) passes every check
     // above and fails at the first launch with cudaErrorNoKernelImageForDevice. cudaFuncGetAttributes
     // loads the kernel's module for the current device and fails in that case: the runtime API

@@ -17,6 +17,7 @@ struct CudaProbe {
   bool available = false;
   std::string reason;  // why not, when not available (e.g. "cudaGetDeviceCount: insufficient driver")
   std::string device_name;
+  int compute_major = 0, compute_minor = 0;  // the device's compute capability (0.0 when none was found)
 };
 
 // Checks (once, cached) whether a usable CUDA device and cuDNN exist and whether this build holds a

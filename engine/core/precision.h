@@ -24,6 +24,12 @@ const char* precision_name(Precision p);
 // bf16 on the CPU throws std::invalid_argument naming `flag_name` (a CUDA-only mode) without touching the
 // CUDA context.
 void apply_precision(Precision p, Device device, const char* flag_name = "--precision");
+// Why a GPU of compute capability major.minor cannot run `flag_name` bf16, or "" when it can: bf16
+// tensor cores (and with them cuDNN's bf16 convolutions) begin with Ampere, compute capability 8.0.
+// apply_precision throws it as std::invalid_argument before any model is built, so a Turing user reads
+// one line naming the GPU instead of a cuDNN "not supported" status at the first layer.
+std::string bf16_unsupported_reason(const std::string& device_name, int major, int minor,
+                                    const char* flag_name = "--precision");
 // Whether CUDA networks built from now on take the bf16 path (Network::use_bf16); set by
 // apply_precision (true for bf16 on CUDA, false for tf32/fp32 on CUDA). Process-wide, like the math mode.
 bool bf16_networks();

@@ -269,6 +269,21 @@ std::string encode_histogram_event(const std::string& tag, const TensorBoardHist
   return encode_value_event(tag, kValueHisto, histo, "", step, wall_time);
 }
 
+// tensorflow/core/util/event.proto: Event { ... oneof what { ... SessionLog session_log = 7; ... } }
+//   message SessionLog { enum SessionStatus { STATUS_UNSPECIFIED = 0; START = 1; STOP = 2; CHECKPOINT = 3; }
+//                        SessionStatus status = 1; string checkpoint_path = 2; string msg = 3; }
+std::string encode_session_start_event(int64_t step, double wall_time) {
+  constexpr uint32_t kEventSessionLog = 7, kSessionLogStatus = 1;
+  constexpr uint64_t kSessionStart = 1;
+  std::string session_log;
+  put_key(session_log, kSessionLogStatus, kVarint);
+  put_varint(session_log, kSessionStart);
+  std::string event;
+  put_event_header(event, wall_time, step);
+  put_bytes(event, kEventSessionLog, session_log);
+  return event;
+}
+
 std::string encode_text_event(const std::string& tag, const std::string& text, int64_t step, double wall_time) {
   // As tensorboard.plugins.text.summary: the plugin's content (TextPluginData{version = 0}) encodes to
   // nothing; the tensor is a rank-0 string (tensor_shape present and empty, as make_tensor_proto writes it).
@@ -350,6 +365,10 @@ void TensorBoardWriter::add_audio(const std::string& tag, const std::string& wav
 void TensorBoardWriter::add_histogram(const std::string& tag, const TensorBoardHistogram& histogram, int64_t step,
                                       double wall_time) {
   write_record(encode_histogram_event(tag, histogram, step, wall_time));
+}
+
+void TensorBoardWriter::add_session_start(int64_t step, double wall_time) {
+  write_record(encode_session_start_event(step, wall_time));
 }
 
 void TensorBoardWriter::add_text(const std::string& tag, const std::string& text, int64_t step, double wall_time) {

@@ -45,6 +45,7 @@ std::string encode_audio_event(const std::string& tag, const std::string& wav, f
 std::string encode_histogram_event(const std::string& tag, const TensorBoardHistogram& histogram, int64_t step,
                                    double wall_time);
 std::string encode_text_event(const std::string& tag, const std::string& text, int64_t step, double wall_time);
+std::string encode_session_start_event(int64_t step, double wall_time);
 
 // One event file in run_dir, appended to for the writer's lifetime. Thread-safe: every add_* and
 // flush() may be called from any thread (audio arrives from a background worker); records never
@@ -76,6 +77,15 @@ class TensorBoardWriter {
   }
   // Text for TensorBoard's text plugin (markdown): a scalar DT_STRING tensor with plugin_name "text".
   void add_text(const std::string& tag, const std::string& text, int64_t step, double wall_time = unix_time_now());
+
+  // SessionLog{status: START} at `step`: train writes one at the first step it trains. TensorBoard's
+  // Python loaders (EventAccumulator, and `--load_fast=false`'s plugin accumulator, which takes a run's
+  // first START as its start) drop, at every later START, the data of steps >= its step: so a resume hides
+  // what the interrupted run logged past the checkpoint. tensorboardX's and PyTorch's
+  // SummaryWriter(purge_step=...) write the same mark. The Rust data server (`--load_fast=true`) ignores
+  // it and evicts a series' points at steps >= a step it sees again, which a resume logging at the same
+  // --log-every does at its first logged step. (Checked with tensorboard 2.21 / data server 0.7.2.)
+  void add_session_start(int64_t step, double wall_time = unix_time_now());
 
   // Hands everything written so far to the OS so a running TensorBoard sees it; call once per logged step.
   void flush();

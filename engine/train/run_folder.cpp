@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/formats/atomic_file.h"
+
 namespace fs = std::filesystem;
 
 namespace ds {
@@ -35,6 +37,7 @@ const std::vector<RunFileKind>& run_file_kinds() {
       {"netG.safetensors", std::regex("netG\\.safetensors")},
       {"netD.safetensors", std::regex("netD\\.safetensors")},
       {"log.jsonl", std::regex("log\\.jsonl")},
+      {"log.rolled-back.jsonl", std::regex("log\\.rolled-back\\.jsonl")},
       {"events.out.tfevents.*", std::regex("events\\.out\\.tfevents\\.[^/]*")},
       {"samples/step_*.png", std::regex("samples/step_[0-9]+\\.png")},
       // check_run_folder_writable's probe: only ever seen as the temp file of a killed probe
@@ -256,6 +259,36 @@ int64_t repair_log_tail(const std::string& log_path) {
   fs::resize_file(log_path, keep, ec);
   if (ec) throw std::runtime_error("cannot cut the torn last line of " + log_path + ": " + ec.message());
   return static_cast<int64_t>(size - keep);
+}
+
+int64_t set_aside_log_lines_after(const std::string& log_path, int64_t step, const std::string& aside_path) {
+  std::ifstream in(log_path, std::ios::binary);
+  if (!in) return 0;  // no log yet: nothing logged past the checkpoint
+  std::string kept, moved, line;
+  int64_t moved_count = 0;
+  while (std::getline(in, line)) {
+    // Only a JSON object whose "step" is an integer past `step` moves; anything else is kept as it was.
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool past = j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+                      j["step"].get<int64_t>() > step;
+    (past ? moved : kept) += line + "\n";
+    if (past) ++moved_count;
+  }
+  if (in.bad()) throw std::runtime_error("cannot read " + log_path);
+  in.close();
+  if (moved_count == 0) return 0;
+  // The lines land in aside_path (appended, synced) before log.jsonl is replaced: a crash between the
+  // two leaves them in both files, never in neither.
+  repair_log_tail(aside_path);  // an append a kill tore would glue its half line to these
+  FILE* aside = std::fopen(aside_path.c_str(), "ab");
+  if (!aside) throw std::runtime_error("cannot write " + aside_path + ": " + std::strerror(errno));
+  const bool written = std::fwrite(moved.data(), 1, moved.size(), aside) == moved.size() && std::fflush(aside) == 0 &&
+                       fsync(fileno(aside)) == 0;
+  const int write_errno = errno;
+  std::fclose(aside);
+  if (!written) throw std::runtime_error("cannot write " + aside_path + ": " + std::strerror(write_errno));
+  write_text_atomic(log_path, kept);
+  return moved_count;
 }
 
 }  // namespace ds

@@ -18,8 +18,9 @@ struct RunFolderFiles {
 };
 
 // What `train` writes, looked for in dir (nothing when dir is missing): netG.safetensors,
-// netD.safetensors, last.safetensors, log.jsonl, events.out.tfevents.*, samples/step_*.png, and the
-// temp files "<one of those>.tmp.<pid>" a killed write leaves. Every other file is not the run's.
+// netD.safetensors, last.safetensors, log.jsonl, log.rolled-back.jsonl, events.out.tfevents.*,
+// samples/step_*.png, and the temp files "<one of those>.tmp.<pid>" a killed write leaves. Every other
+// file is not the run's.
 RunFolderFiles find_run_files(const std::string& dir);
 
 // The files grouped for a message: "last.safetensors, log.jsonl, events.out.tfevents.* (2 files), ...".
@@ -47,5 +48,12 @@ void check_run_folder_writable(const std::string& dir);
 // to its last complete line, so what a resume appends stays one JSON object per line. Returns the
 // number of bytes cut (0 when the file is missing, empty or ends in '\n').
 int64_t repair_log_tail(const std::string& log_path);
+
+// `train --resume` from a checkpoint of `step`: the log lines of steps past it (logged after that
+// checkpoint by the run that was killed or stopped on an error; the resume trains and logs those steps
+// again) are appended to aside_path (log.rolled-back.jsonl) and removed from log_path, so log.jsonl
+// holds each step once, in order, as an uninterrupted run's does, and nothing logged is lost.
+// Lines that are not JSON objects with an integer "step" stay where they are. Returns how many moved.
+int64_t set_aside_log_lines_after(const std::string& log_path, int64_t step, const std::string& aside_path);
 
 }  // namespace ds

@@ -616,12 +616,24 @@ StepStats Trainer::train_steps(const std::function<void(const StepStats&)>& on_l
   const fs::path dir(cfg_.out_dir);
   const std::string log_path = (dir / "log.jsonl").string();
   repair_log_tail(log_path);  // a torn last line (full disk, power loss) would break the appended lines
+  if (cfg_.resume) {
+    // Lines the interrupted run logged past this checkpoint: those steps are trained and logged again.
+    const std::string aside = (dir / "log.rolled-back.jsonl").string();
+    const int64_t moved = set_aside_log_lines_after(log_path, step_, aside);
+    if (moved > 0)
+      std::fprintf(stderr, "darkstar: resuming at step %lld: %lld line(s) of log.jsonl logged after that checkpoint "
+                   "moved to %s (those steps are trained again)\n", static_cast<long long>(step_),
+                   static_cast<long long>(moved), aside.c_str());
+  }
   FILE* log = std::fopen(log_path.c_str(), "a");
   if (!log) throw std::runtime_error("cannot write " + log_path + ": " + std::strerror(errno));
   std::unique_ptr<FILE, int (*)(FILE*)> log_guard(log, std::fclose);
   // Shared: a sample hook's worker thread may still write audio after a step (telemetry.h).
   const std::shared_ptr<TensorBoardWriter> tb_shared = std::make_shared<TensorBoardWriter>(cfg_.out_dir);
   TensorBoardWriter& tb = *tb_shared;
+  // Every run marks its first step; at a resume TensorBoard then hides what the earlier event files hold
+  // from that step on (see add_session_start).
+  tb.add_session_start(step_ + 1);
   tb.add_text("config", cfg_.to_json(), step_);
   tb.flush();
   std::unique_ptr<SwdMonitor> swd;  // --swd-every: its steps are also logged steps, holding the figures

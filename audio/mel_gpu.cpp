@@ -1,4 +1,5 @@
-// The GPU mel path (see mel_gpu.h): the cuFFT plan (with the framing as its LTO load callback, issue 9)
+// The GPU mel path (see mel_gpu.h): the cuFFT plan (with the framing as its LTO load callback and |X|²
+// as its LTO store callback, issue 9)
 // and the cuBLAS call in a few thin, cited lines; every other step is a kernel of kernels/spectral.cu,
 // emulated on the CPU in tests/test_emu_spectral.cpp and tests/test_emu_mel_path.cpp.
 #include "audio/mel_gpu.h"
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -95,7 +97,7 @@ MelGpu::MelGpu(const MelParams& p, int64_t max_slices, MelFraming framing) : p_(
   const int64_t rows = max_slices * frames_;
   window_ = DeviceBuffer<float>::from_host(hann_window_periodic(p.n_fft));
   filterbank_ = DeviceBuffer<float>::from_host(mel_filterbank(p));
-  frame_rows_ = DeviceBuffer<float>(static_cast<size_t>(rows * p.n_fft));
+  // frame_rows_ only if a kernel plan is made (allocate_frame_rows): with the callbacks nothing reads it.
   spectrum_ = DeviceBuffer<float2>(static_cast<size_t>(rows * p.n_freqs()));
   power_ = DeviceBuffer<float>(static_cast<size_t>(rows * p.n_freqs()));
   mel_ = DeviceBuffer<float>(static_cast<size_t>(max_slices * p.n_mels * frames_));
@@ -120,8 +122,14 @@ MelGpu::~MelGpu() {
   for (auto& entry : plans_) cufftDestroy(entry.second.handle);  // never throws from a destructor
 }
 
-// The LTO load callback's symbol: kernels/lto/stft_framing_callback.cu defines it.
+// The LTO callbacks' symbols: kernels/lto/stft_framing_callback.cu defines both (one fatbin).
 constexpr const char* kLoadCallbackSymbol = "ds_stft_framing_load";
+constexpr const char* kStoreCallbackSymbol = "ds_stft_power_store";
+
+void MelGpu::allocate_frame_rows() {
+  if (frame_rows_.get()) return;
+  frame_rows_ = DeviceBuffer<float>(static_cast<size_t>(max_slices_ * frames_ * p_.n_fft));
+}
 
 // cuFFT LTO callbacks, checked against NVIDIA's documentation:
 //  - cufftXtSetJITCallback(plan, lto_callback_symbol_name, lto_callback_fatbin, lto_callback_fatbin_size,
@@ -140,6 +148,17 @@ constexpr const char* kLoadCallbackSymbol = "ds_stft_framing_load";
 //    (same page): a host array holding one device pointer, here the StftFraming in framing_.
 //  - type CUFFT_CB_LD_REAL: a load callback of a single-precision real input, what an R2C reads
 //    (cufftJITCallbackLoadR in cufftXt.h; the callback's signature is at kernels/stft_framing.h).
+//  - type CUFFT_CB_ST_COMPLEX: a store callback of a single-precision complex output, what an R2C
+//    writes (cufftJITCallbackStoreC in cufftXt.h), set on the same plan with a second call (the type
+//    argument says which of the plan's callbacks it is; the fatbin, holding both symbols, is the same).
+//    Its caller_info is the power buffer itself, so the callback writes power[offset] = |element|².
+//  - The store offset, for this batched R2C: NVIDIA's LTO store sample indexes dataOut with it directly
+//    (`out[offset] = ...`, cuFFT/lto_callback_window_1d/src/r2c_c2r_padding_lto_store_callback_device.cu),
+//    i.e. the element's index from the start of odata, in output elements (complex values for an R2C),
+//    which under the advanced layout is b·odist + x·ostride for bin x of transform b. stft_fft_layout
+//    has ostride 1 and odist n_freqs, so offset = row·n_freqs + x: the index power_spectrum writes.
+//    (As for the load offset, the main cuFFT guide's wording of this was not among the pages found;
+//    the construction check below compares the powers with the kernel path's before any use.)
 //  - The offset counts elements (not bytes) from the start of the input buffer, as for legacy callbacks
 //    ("In general, LTO-callbacks in cuFFT LTO EA support the same functionaliity as non-LTO callbacks",
 //    docs.nvidia.com/cuda/cufft/ltoea/usage/supported_functionalities.html); NVIDIA's LTO sample reads
@@ -173,16 +192,20 @@ bool MelGpu::make_callback_plan(cufftHandle* out, const StftFftLayout& l) {
   cufftHandle plan = 0;
   DS_CUFFT_CHECK(cufftCreate(&plan));  // not the callback's business: a failure here is an error
   void* caller_info[1] = {framing_.get()};
+  void* store_info[1] = {power_.get()};
   const char* failed = nullptr;
   cufftResult r = cufftXtSetJITCallback(plan, kLoadCallbackSymbol, ds_stft_framing_lto, sizeof(ds_stft_framing_lto),
                                         CUFFT_CB_LD_REAL, caller_info);
   if (r != CUFFT_SUCCESS) {
-    failed = "cufftXtSetJITCallback";
+    failed = "cufftXtSetJITCallback (load)";
+  } else if ((r = cufftXtSetJITCallback(plan, kStoreCallbackSymbol, ds_stft_framing_lto, sizeof(ds_stft_framing_lto),
+                                        CUFFT_CB_ST_COMPLEX, store_info)) != CUFFT_SUCCESS) {
+    failed = "cufftXtSetJITCallback (store)";
   } else {
     size_t work_bytes = 0;
     r = cufftMakePlanMany(plan, 1, n, inembed, l.istride, l.idist, onembed, l.ostride, l.odist, CUFFT_R2C, l.batch,
                           &work_bytes);
-    if (r != CUFFT_SUCCESS) failed = "cufftMakePlanMany with the LTO load callback";
+    if (r != CUFFT_SUCCESS) failed = "cufftMakePlanMany with the LTO callbacks";
   }
   if (failed) {
     cufftDestroy(plan);
@@ -190,8 +213,8 @@ bool MelGpu::make_callback_plan(cufftHandle* out, const StftFftLayout& l) {
     load_callback_ = false;
     framing_note_ = std::string(failed) + ": " + cufft_result_name(r);
     std::fprintf(stderr,
-                 "mel on the GPU: the fused framing's cuFFT load callback is unavailable (%s, e.g. no "
-                 "libnvJitLink.so.13 or an old driver); the mel runs with the framing kernel\n",
+                 "mel on the GPU: the fused framing's cuFFT load/store callbacks are unavailable (%s, e.g. no "
+                 "libnvJitLink.so.13 or an old driver); the mel runs with the framing and power kernels\n",
                  framing_note_.c_str());
     return false;
   }
@@ -229,14 +252,17 @@ StftFraming MelGpu::callback_framing(const float* device_audio, int64_t signal_s
   return f;
 }
 
-// The callback's reading of `offset` (element b·idist + x of the R2C input, as the advanced layout
-// addresses it) rests on NVIDIA's LTO sample and on "the same functionality as non-LTO callbacks", not
-// on a sentence that says so (see make_callback_plan), and this project has not run it on a GPU yet. A
-// plan that JIT-links but reads differently would write wrong mels into a dataset without a word, so
-// before the first use one slice of fixed noise goes through both framings and the two spectra are
-// compared. Same FFT size and batch, same input values (kernels/stft_framing.h): cuFFT may still pick
-// other kernels for a callback plan, so the bound is relative, 1e-5 of the spectrum's largest magnitude
-// (float FFT error is ~1e-7·log2(n) relative; a wrong offset gives O(1) differences).
+// The callbacks' reading of `offset` (element b·idist + x of the R2C input, bin b·odist + x of its
+// output, as the advanced layout addresses them) rests on NVIDIA's LTO samples and on "the same
+// functionality as non-LTO callbacks", not on a sentence that says so (see make_callback_plan), and this
+// project has not run them on a GPU yet. A plan that JIT-links but reads or writes differently would
+// put wrong mels into a dataset without a word, so before the first use one slice of fixed noise goes
+// through both paths (callbacks: power written by the store callback; kernels: frame_window, a plain
+// R2C, power_spectrum, on temporaries of one slice) and the two powers are compared. Same FFT size and
+// batch, same input values and the same |X|² arithmetic (kernels/stft_framing.h): cuFFT may still pick
+// other kernels for a callback plan, so the bound is relative, 2e-5 of the largest power (float FFT
+// error is ~1e-7·log2(n) of the largest magnitude, doubled by the square; a wrong offset gives O(1)
+// differences, a power left unwritten shows as the NaN the buffer is filled with first).
 void MelGpu::check_load_callback() {
   CudaContext& ctx = CudaContext::get();
   const cudaStream_t stream = ctx.stream();
@@ -247,38 +273,42 @@ void MelGpu::check_load_callback() {
   for (float& x : host) x = noise(rng);
   DeviceBuffer<float> audio = DeviceBuffer<float>::from_host(host);
   const size_t n = static_cast<size_t>(frames_ * p_.n_freqs());
-  std::vector<float2> with_callback(n), with_kernel(n);
+  std::vector<float> with_callbacks(n, std::nanf("")), with_kernels(n);
 
   const Plan one = plan_for(1);
   if (!one.load_callback) return;  // the plan already fell back (its line printed)
+  power_.upload(with_callbacks.data(), n);  // NaN: a bin the store callback skips stays NaN
   kcuda::store_stft_framing(framing_.get(), callback_framing(audio.get(), L), stream);
-  DS_CUFFT_CHECK(cufftExecR2C(one.handle, frame_rows_.get(), reinterpret_cast<cufftComplex*>(spectrum_.get())));
-  spectrum_.download(with_callback.data(), n);
+  DS_CUFFT_CHECK(cufftExecR2C(one.handle, audio.get(), reinterpret_cast<cufftComplex*>(spectrum_.get())));
+  power_.download(with_callbacks.data(), n);
 
+  DeviceBuffer<float> rows(static_cast<size_t>(frames_ * p_.n_fft)), power(n);
+  DeviceBuffer<float2> spectrum(n);
   const cufftHandle plain = make_kernel_plan(stft_fft_layout(p_, 1));
   cufftResult set = cufftSetStream(plain, stream);
   if (set == CUFFT_SUCCESS) {
-    kcuda::frame_window(frame_rows_.get(), audio.get(), window_.get(), 1, L, L, p_.n_fft, p_.hop,
-                        static_cast<int>(frames_), p_.pad_mode == "reflect" ? 1 : 0, stream);
-    set = cufftExecR2C(plain, frame_rows_.get(), reinterpret_cast<cufftComplex*>(spectrum_.get()));
+    kcuda::frame_window(rows.get(), audio.get(), window_.get(), 1, L, L, p_.n_fft, p_.hop, static_cast<int>(frames_),
+                        p_.pad_mode == "reflect" ? 1 : 0, stream);
+    set = cufftExecR2C(plain, rows.get(), reinterpret_cast<cufftComplex*>(spectrum.get()));
   }
   cufftDestroy(plain);
-  check_cufft(set, "cufftExecR2C (the load callback's check)", __FILE__, __LINE__);
-  spectrum_.download(with_kernel.data(), n);
+  check_cufft(set, "cufftExecR2C (the callbacks' check)", __FILE__, __LINE__);
+  kcuda::power_spectrum(power.get(), spectrum.get(), static_cast<int64_t>(n), stream);
+  power.download(with_kernels.data(), n);
 
   double largest = 0, worst = 0;
   for (size_t i = 0; i < n; ++i) {
-    largest = std::max({largest, std::fabs(double{with_kernel[i].x}), std::fabs(double{with_kernel[i].y})});
-    worst = std::max({worst, std::fabs(double{with_callback[i].x} - with_kernel[i].x),
-                      std::fabs(double{with_callback[i].y} - with_kernel[i].y)});
+    largest = std::max(largest, std::fabs(double{with_kernels[i]}));
+    worst = std::max(worst, std::fabs(double{with_callbacks[i]} - with_kernels[i]));  // NaN is caught below
+    if (std::isnan(with_callbacks[i])) worst = std::numeric_limits<double>::infinity();
   }
-  if (std::isfinite(worst) && worst <= 1e-5 * largest) return;
+  if (std::isfinite(worst) && worst <= 2e-5 * largest) return;
   char note[160];
-  std::snprintf(note, sizeof note, "its spectrum of a test slice differs from the framing kernel's by %.3g of the "
-                "largest magnitude", largest > 0 ? worst / largest : worst);
+  std::snprintf(note, sizeof note, "its power spectrum of a test slice differs from the kernels' by %.3g of the "
+                "largest power", largest > 0 ? worst / largest : worst);
   framing_note_ = note;
-  std::fprintf(stderr, "mel on the GPU: the fused framing's cuFFT load callback is not used (%s); the mel runs "
-               "with the framing kernel\n", note);
+  std::fprintf(stderr, "mel on the GPU: the fused framing's cuFFT load/store callbacks are not used (%s); the mel "
+               "runs with the framing and power kernels\n", note);
   for (auto& entry : plans_) cufftDestroy(entry.second.handle);
   plans_.clear();
   load_callback_ = false;
@@ -293,6 +323,7 @@ MelGpu::Plan MelGpu::plan_for(int64_t n_slices) {
   if (load_callback_ && make_callback_plan(&made.handle, l)) {
     made.load_callback = true;
   } else {
+    allocate_frame_rows();  // the kernel path's input, made when its first plan is
     made.handle = make_kernel_plan(l);
   }
   // cufftSetStream: the plan's kernels (and its later executions) go on this stream (cuFFT API
@@ -317,30 +348,37 @@ void MelGpu::compute(float* out_image, const float* device_audio, int64_t n_slic
   const int64_t L = p_.slice_samples();
   const int64_t rows = n_slices * frames_;
 
-  // Framing, two ways (MelFraming, mel_gpu.h), each element computed by kernels/stft_framing.h:
-  //  - the LTO load callback: cuFFT asks for input element `offset` and gets window[j]·(padded sample)
-  //    read from the audio, so the frame rows are neither written nor read (issue 9). Its callerInfo
+  // Framing and power, two ways (MelFraming, mel_gpu.h), each element computed by kernels/stft_framing.h:
+  //  - the LTO callbacks: cuFFT asks the load callback for input element `offset` and gets
+  //    window[j]·(padded sample) read from the audio, so no frame rows exist (issue 9); its callerInfo
   //    (framing_) gets this call's audio pointer and stride on the stream, ordered before the
-  //    transform, without a host synchronisation. idata is still frame_rows_ (allocated for the
-  //    fallback; the callback never reads it): a buffer of the plan's exact input extent, as cuFFT has
-  //    always been given. The callback's dataIn is that pointer, unused.
-  //  - the kernel (fallback, or forced): frame_window writes the rows, cuFFT reads them.
+  //    transform, without a host synchronisation. idata is the audio itself: with a load callback
+  //    cuFFT reads the input only through it (the callback's dataIn is that pointer, unused), and an
+  //    R2C does not write its input (cuFFT documents overwriting only for out-of-place C2R). The store
+  //    callback writes each bin's |X|² to power_[offset]; odata is still spectrum_: nothing found in
+  //    NVIDIA's documentation says a plan with a store callback leaves odata untouched (a multi-kernel
+  //    transform may stage data there), so the buffer stays allocated, but no complex value is stored
+  //    for power_spectrum to read back.
+  //  - the kernels (fallback, or forced): frame_window writes the rows, cuFFT reads them and writes the
+  //    spectrum, power_spectrum reads it.
   // The way not taken: a plan with idist = hop reading overlapping frames straight from the signal, the
   // Hann window applied after the FFT (X_w[k] = ½X[k] − ¼X[k−1] − ¼X[k+1]): cuFFT's documentation gives
   // the addressing but says nothing of batches that overlap, the centre padding still needs a padded
   // copy of each slice, and one plan has a single idist while consecutive slices' frames are not evenly
   // spaced (a slice spans (frames − 1)·hop + n_fft > frames·hop padded samples).
   const Plan plan = plan_for(n_slices);
+  // cufftExecR2C(plan, idata, odata): forward (sign −1), unnormalised, as numpy.fft.rfft (cuFFT API
+  // reference, cufftExecR2C; "cuFFT performs un-normalized FFTs"). Out of place: the input stays intact.
+  cufftComplex* const odata = reinterpret_cast<cufftComplex*>(spectrum_.get());
   if (plan.load_callback) {
     kcuda::store_stft_framing(framing_.get(), callback_framing(device_audio, signal_stride), stream);
+    DS_CUFFT_CHECK(cufftExecR2C(plan.handle, const_cast<float*>(device_audio), odata));  // power_ by the callback
   } else {
     kcuda::frame_window(frame_rows_.get(), device_audio, window_.get(), n_slices, L, signal_stride, p_.n_fft, p_.hop,
                         static_cast<int>(frames_), p_.pad_mode == "reflect" ? 1 : 0, stream);
+    DS_CUFFT_CHECK(cufftExecR2C(plan.handle, frame_rows_.get(), odata));
+    kcuda::power_spectrum(power_.get(), spectrum_.get(), rows * p_.n_freqs(), stream);
   }
-  // cufftExecR2C(plan, idata, odata): forward (sign −1), unnormalised, as numpy.fft.rfft (cuFFT API
-  // reference, cufftExecR2C; "cuFFT performs un-normalized FFTs"). Out of place: the frames stay intact.
-  DS_CUFFT_CHECK(cufftExecR2C(plan.handle, frame_rows_.get(), reinterpret_cast<cufftComplex*>(spectrum_.get())));
-  kcuda::power_spectrum(power_.get(), spectrum_.get(), rows * p_.n_freqs(), stream);
 
   const MelProjectionGemm g = mel_projection_gemm(p_, n_slices);
   const float one = 1.0f, zero = 0.0f;

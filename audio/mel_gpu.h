@@ -1,7 +1,7 @@
 // The GPU mel path: slices of audio already on the device → mel images, as audio/mel_cpu.h's mel_image
 // computes them. Framing + window (inside the R2C as cuFFT's LTO load callback, or the frame_window
-// kernel of kernels/spectral.cu: MelFraming below) → batched R2C cuFFT → |X|² → mel
-// projection with cuBLAS → power_to_db per slice (→ antialiased dB resize for `seed`) → [−1, 1].
+// kernel of kernels/spectral.cu: MelFraming below) → batched R2C cuFFT → |X|² (inside the R2C as its
+// LTO store callback, or the power_spectrum kernel) → mel projection with cuBLAS → power_to_db per slice (→ antialiased dB resize for `seed`) → [−1, 1].
 // The argument sets of the two library calls are plain structs built by functions below, so the
 // emulated pipeline test (tests/test_emu_spectral.cpp) feeds the very same numbers to its CPU
 // stand-ins (kissfft, a column-major GEMM) that MelGpu hands to cuFFT and cuBLAS.
@@ -48,14 +48,18 @@ struct MelProjectionGemm {
 };
 MelProjectionGemm mel_projection_gemm(const MelParams& p, int64_t n_slices);
 
-// How MelGpu frames the audio for the R2C (issue 9).
+// How MelGpu feeds the R2C and takes its output (issue 9).
 //   LoadCallback (the default): cuFFT reads each frame element through an LTO load callback
 //     (kernels/lto/stft_framing_callback.cu) computing window · padded sample from the audio itself, so
-//     the frame rows are neither written nor read. Where cuFFT cannot take it (no nvJitLink, an old
-//     driver, a GPU the IR cannot link for: cufftXtSetJITCallback or the plan fails), MelGpu prints one
-//     line and uses Kernel. The environment variable DARKSTAR_MEL_FRAMING=kernel forces Kernel.
-//   Kernel: kcuda::frame_window writes the rows, cuFFT reads them (the path before issue 9).
-// Both compute each input element with kernels/stft_framing.h, bit for bit the same values.
+//     the frame rows are neither written nor read (nor allocated), and hands each bin to an LTO store
+//     callback that writes |X|² straight into the power buffer, so the complex spectrum is not stored
+//     and read back by a power kernel. The two come as a pair: where cuFFT cannot take them (no
+//     nvJitLink, an old driver, a GPU the IR cannot link for: cufftXtSetJITCallback or the plan fails),
+//     MelGpu prints one line and uses Kernel. DARKSTAR_MEL_FRAMING=kernel forces Kernel.
+//   Kernel: kcuda::frame_window writes the rows, cuFFT reads them and writes the spectrum,
+//     kcuda::power_spectrum reads it (the path before issue 9).
+// Both compute each input element and each power with kernels/stft_framing.h, bit for bit the same
+// operations.
 enum class MelFraming { LoadCallback, Kernel };
 const char* mel_framing_name(MelFraming f);  // "load_callback" / "kernel"
 
@@ -77,7 +81,7 @@ class MelGpu {
   const MelParams& params() const { return p_; }
   int64_t max_slices() const { return max_slices_; }
   int64_t frames() const { return frames_; }
-  // What the plans made so far use: LoadCallback only while every one of them has the callback.
+  // What the plans made so far use: LoadCallback only while every one of them has the callbacks.
   MelFraming framing() const { return load_callback_ ? MelFraming::LoadCallback : MelFraming::Kernel; }
   // Why the callback is not used ("" when it is): forced by the caller or the environment, or the
   // failing call and its cufftResult.
@@ -86,14 +90,16 @@ class MelGpu {
  private:
   struct Plan {
     cufftHandle handle = 0;
-    bool load_callback = false;  // made with the LTO load callback: compute() skips frame_window
+    bool load_callback = false;  // made with the LTO load and store callbacks: compute() runs no framing
+                                 // or power kernel
   };
   Plan plan_for(int64_t n_slices);
   bool make_callback_plan(cufftHandle* plan, const StftFftLayout& l);  // false: fell back (one line printed)
   cufftHandle make_kernel_plan(const StftFftLayout& l);  // a plain R2C plan over the frame rows
+  void allocate_frame_rows();  // frame_rows_, for the kernel path (once, when its first plan is made)
   StftFraming callback_framing(const float* device_audio, int64_t signal_stride) const;
-  // Once per MelGpu with the callback: one slice through both framings, spectra compared; on a
-  // difference the callback is dropped (one line) and every plan remade without it.
+  // Once per MelGpu with the callbacks: one slice through both paths, powers compared; on a
+  // difference the callbacks are dropped (one line) and every plan remade without them.
   void check_load_callback();
 
   MelParams p_;
@@ -101,8 +107,8 @@ class MelGpu {
   int64_t frames_ = 0;  // STFT frames per slice
   DeviceBuffer<float> window_;       // n_fft
   DeviceBuffer<float> filterbank_;   // n_mels × n_freqs
-  DeviceBuffer<float> frame_rows_;   // max_slices·frames × n_fft
-  DeviceBuffer<float2> spectrum_;    // max_slices·frames × n_freqs
+  DeviceBuffer<float> frame_rows_;   // max_slices·frames × n_fft; the kernel path only
+  DeviceBuffer<float2> spectrum_;    // max_slices·frames × n_freqs; the R2C's odata on both paths (see compute)
   DeviceBuffer<float> power_;        // max_slices·frames × n_freqs
   DeviceBuffer<float> mel_;          // max_slices × n_mels × frames (mel power, then dB, then [−1, 1])
   DeviceBuffer<double> resize_tmp_;  // seed only: max_slices × n_mels × image_width (after the width pass)

@@ -67,6 +67,11 @@ void print_config(const nlohmann::json& c) {
     std::printf("peak RSS %.1f MiB\n", m["peak_rss_bytes"].get<double>() / (1 << 20));
   else
     std::printf("device memory %.1f MiB\n", m["peak_device_bytes"].get<double>() / (1 << 20));
+  if (m.contains("engine_peak_bytes"))
+    std::printf("engine buffers at most %.1f MiB at once (tensors, device buffers, workspace)\n",
+                m["engine_peak_bytes"].get<double>() / (1 << 20));
+  if (!c.value("layers_skipped", std::string()).empty())
+    std::printf("per-layer table skipped: %s\n", c["layers_skipped"].get<std::string>().c_str());
   std::printf("per layer (ms per run; GFLOP/s):\n  %-3s %-2s %-58s %9s %9s %9s %7s %7s %7s %7s\n", "net", "#", "layer",
               "fwd", "bwd-data", "bwd-wgt", "BN fwd", "BN bwd", "act f", "act b");
   for (const auto& l : c["layers"]) {

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "bench/bench.h"
+#include "engine/core/allocation_stats.h"
 #include "engine/core/cuda_context.h"
 #include "engine/nn/dcgan.h"
 #include "engine/core/rng.h"
@@ -211,6 +212,8 @@ nlohmann::json bench_gan(const GanConfig& cfg, const GanRunOptions& opt) {
   } else {
     reset_peak_rss();
   }
+  reset_allocation_peak(dev);
+  const int64_t engine_before = allocation_stats(dev).live;
 
   Generator G(mc, cfg.batch, dev);
   Discriminator D(mc, cfg.batch, dev);
@@ -238,23 +241,37 @@ nlohmann::json bench_gan(const GanConfig& cfg, const GanRunOptions& opt) {
   const double step_s = step.median_ms * 1e-3;
 
   nlohmann::json memory;
+  // What the engine itself asked for (engine/core/allocation_stats.h): with bf16 this is the bf16 path's
+  // buffers and the float32 masters, gradients, Adam state and boundary tensors, no float32 activations.
+  const int64_t engine_peak = allocation_stats(dev).peak - engine_before;
   if (dev == Device::CUDA) {
     DS_CUDA_CHECK(cudaMemGetInfo(&free_after, &total));
     // Every buffer is allocated when the model is built, so what the process took since is its peak.
     memory = {{"peak_device_bytes", int64_t(free_before) - int64_t(free_after)},
-              {"what", "cudaMemGetInfo free before building G and D minus free after the timed steps"}};
+              {"what", "cudaMemGetInfo free before building G and D minus free after the timed steps"},
+              {"engine_peak_bytes", engine_peak},
+              {"engine_what", "the most the engine's tensors, device buffers and workspace held at once from "
+                              "building G and D to the end of the timed steps (no library handles)"}};
   } else {
     memory = {{"peak_rss_bytes", peak_rss_bytes()},
-              {"what", "VmHWM of the process, reset before building G and D, read after the timed steps"}};
+              {"what", "VmHWM of the process, reset before building G and D, read after the timed steps"},
+              {"engine_peak_bytes", engine_peak},
+              {"engine_what", "the most the engine's tensors held at once from building G and D to the end of "
+                              "the timed steps"}};
   }
 
   double flops_per_step = 0;
   nlohmann::json flops = flop_count(G, D, cfg.batch, flops_per_step);
 
-  // Per-layer table, on the buffers the step just filled (skipped with layer_reps 0).
+  // Per-layer table, on the buffers the step just filled (skipped with layer_reps 0, and for bf16
+  // networks: they have no float32 conv plans or activation buffers to time).
   Totals totals;
   nlohmann::json layers = nlohmann::json::array(), breakdown;
-  if (opt.layer_reps > 0) {
+  const std::string layers_skipped =
+      opt.layer_reps > 0 && G.bf16()
+          ? "bf16: the table times float32 conv plans and buffers, which a bf16 network does not build"
+          : "";
+  if (opt.layer_reps > 0 && !G.bf16()) {
     Tensor d_input_grad = Tensor::zeros(real.shape(), dev), g_input_grad = Tensor::zeros(z.shape(), dev);
     layers = layer_table(D, true, real, d_input_grad, opt.layer_reps, sync, totals);
     for (auto& row : layer_table(G, false, z, g_input_grad, opt.layer_reps, sync, totals)) layers.push_back(row);
@@ -306,6 +323,7 @@ nlohmann::json bench_gan(const GanConfig& cfg, const GanRunOptions& opt) {
       {"memory", memory},
       {"layers", layers},
       {"step_breakdown_ms", breakdown},
+      {"layers_skipped", layers_skipped},
   };
   return out;
 }

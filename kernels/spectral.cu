@@ -36,8 +36,7 @@ __global__ void store_stft_framing_kernel(StftFraming* dst, StftFraming value) {
 __global__ void power_spectrum_kernel(float* power, const float2* spectrum, int64_t count) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
-  const float2 z = spectrum[i];
-  power[i] = z.x * z.x + z.y * z.y;
+  power[i] = stft_power(spectrum[i]);  // kernels/stft_framing.h: the store callback's arithmetic too
 }
 
 // Block s owns slice s: a strided max per thread, a shared-memory tree (fixed shape, so the same

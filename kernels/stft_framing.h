@@ -4,7 +4,11 @@
 // writes the rows), by the cuFFT LTO load callback that hands the same values straight to the FFT
 // (kernels/lto/stft_framing_callback.cu, issue 9) and by the CPU emulation of that callback
 // (tests/mel_gpu_emulated.h), so the three compute the same float operations in the same order.
+// Likewise the power |X|² of one bin: kcuda/kemu::power_spectrum and the LTO store callback that
+// writes it straight from the FFT's output (so the complex spectrum is never stored) share stft_power.
 #pragma once
+#include <vector_types.h>  // float2, which cufftComplex is (cuComplex.h: cuFloatComplex = float2)
+
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -78,6 +82,27 @@ DS_FRAMING_HD float stft_framing_load(void* dataIn, unsigned long long offset, v
   (void)dataIn;
   (void)sharedPointer;
   return stft_framed_input(*static_cast<const StftFraming*>(callerInfo), offset);
+}
+
+// |X|² of one bin: re·re + im·im, in this order (the kernel and the store callback both call it).
+DS_FRAMING_HD float stft_power(float2 z) { return z.x * z.x + z.y * z.y; }
+
+// The store callback's body, with cuFFT's LTO store-callback signature for complex output
+// (cufftJITCallbackStoreC in cufftXt.h, CUDA 13.0: "typedef void (*cufftJITCallbackStoreC)(void *dataOut,
+// unsigned long long offset, cufftComplex element, void *callerInfo, void *sharedPointer)"). callerInfo
+// is the power buffer itself (MelGpu hands power_ as the callback's caller_info), so bin `offset` of
+// the R2C's output goes to power[offset]; dataOut, the odata of cufftExecR2C, is not written.
+// What `offset` is for this plan: the element's index from the start of odata, counted in complex
+// values, b·odist + x·ostride for bin x of transform b under the advanced layout ("offset: offset of the
+// output element ... in elements", NVIDIA's LTO store-callback sample writes `out[offset]` into dataOut,
+// cuFFT/lto_callback_window_1d/src/r2c_c2r_padding_lto_store_callback_device.cu; audio/mel_gpu.cpp
+// cites the rest). With stft_fft_layout's ostride 1 and odist n_freqs it is row·n_freqs + x: exactly
+// the index power_spectrum writes, so the GEMM reads the same buffer either way.
+DS_FRAMING_HD void stft_power_store(void* dataOut, unsigned long long offset, float2 element, void* callerInfo,
+                                    void* sharedPointer) {
+  (void)dataOut;
+  (void)sharedPointer;
+  static_cast<float*>(callerInfo)[offset] = stft_power(element);
 }
 
 }  // namespace ds

@@ -35,9 +35,19 @@ struct R2cLoadCallback {
   float (*load)(void* dataIn, unsigned long long offset, void* callerInfo, void* sharedPointer) = nullptr;
   void* caller_info = nullptr;
 };
+// A cuFFT LTO store callback for complex output (cufftJITCallbackStoreC's signature) and its callerInfo:
+// with one set, the stand-in hands every output element to store(out, offset, element, caller_info,
+// nullptr) instead of writing out[offset], offset = b·odist + x·ostride: the element's index from the
+// start of odata in complex values (audio/mel_gpu.cpp cites what this rests on). The output buffer is
+// then not written by the stand-in at all.
+struct R2cStoreCallback {
+  void (*store)(void* dataOut, unsigned long long offset, float2 element, void* callerInfo,
+                void* sharedPointer) = nullptr;
+  void* caller_info = nullptr;
+};
 
 inline void r2c_stand_in(const StftFftLayout& l, const float* in, int64_t in_count, float2* out, int64_t out_count,
-                         const R2cLoadCallback& callback = {}) {
+                         const R2cLoadCallback& callback = {}, const R2cStoreCallback& store = {}) {
   REQUIRE(l.n >= 2);
   REQUIRE(l.batch >= 1);
   REQUIRE(l.istride >= 1);
@@ -77,7 +87,11 @@ inline void r2c_stand_in(const StftFftLayout& l, const float* in, int64_t in_cou
         FAIL("the R2C layout writes output[" << o << "] twice");
       }
       written[static_cast<size_t>(o)] = true;
-      out[o] = {bins[x].r, bins[x].i};
+      const float2 element{bins[x].r, bins[x].i};
+      if (store.store)
+        store.store(out, static_cast<unsigned long long>(o), element, store.caller_info, nullptr);
+      else
+        out[o] = element;
     }
   }
   kiss_fftr_free(cfg);

@@ -1,7 +1,8 @@
 // MelGpu::compute (audio/mel_gpu.cpp) run on the CPU: the emulated kernels of kernels/spectral.cu in the
 // same order, kissfft standing in for cuFFT (tests/cufft_stand_in.h) and a column-major float GEMM for
 // cuBLAS, each fed the very argument sets MelGpu hands to the libraries (stft_fft_layout,
-// mel_projection_gemm), with the framing either as the kernel or as cuFFT's load callback (issue 9).
+// mel_projection_gemm), with the framing and |X|² either as kernels or as cuFFT's load and store
+// callbacks (issue 9).
 // Every intermediate buffer starts as NaN, so an element a step fails to write shows.
 #pragma once
 #include <doctest/doctest.h>
@@ -44,15 +45,20 @@ inline void sgemm_strided_batched_reference(const MelProjectionGemm& g, const fl
 
 // The images MelGpu::compute(out, audio, n_slices, stride, refs) would write: n_slices ×
 // image_height × image_width; refs_out (if given) receives each slice's dB reference.
-// framing: as MelGpu's two paths. Kernel: kemu::frame_window writes the rows the stand-in R2C reads.
-// LoadCallback: kemu::store_stft_framing fills the callerInfo as MelGpu::compute does, and the stand-in
-// R2C takes every input element from kernels/stft_framing.h's stft_framing_load (the body of the LTO
-// callback); the rows, still NaN, are then checked to be unread and unwritten (frame_rows_out, if
-// given, receives them either way).
+// framing: as MelGpu's two paths. Kernel: kemu::frame_window writes the rows the stand-in R2C reads,
+// the R2C writes the spectrum and kemu::power_spectrum makes the power of it. LoadCallback:
+// kemu::store_stft_framing fills the callerInfo as MelGpu::compute does, the stand-in R2C takes every
+// input element from kernels/stft_framing.h's stft_framing_load (the body of the LTO load callback) and
+// hands every bin to stft_power_store (the body of the LTO store callback) with the power buffer as its
+// callerInfo, as MelGpu sets it; no power kernel runs. frame_rows_out, spectrum_out and power_out (if
+// given) receive those buffers either way, so a test sees the rows and the spectrum left NaN (unread,
+// unwritten) on the callback path.
 inline std::vector<float> mel_gpu_emulated(const MelParams& p, const float* audio, int64_t n_slices, int64_t stride,
                                            std::vector<float>* refs_out = nullptr,
                                            MelFraming framing = MelFraming::Kernel,
-                                           std::vector<float>* frame_rows_out = nullptr) {
+                                           std::vector<float>* frame_rows_out = nullptr,
+                                           std::vector<float2>* spectrum_out = nullptr,
+                                           std::vector<float>* power_out = nullptr) {
   const int64_t L = p.slice_samples();
   const int64_t frames = p.stft_frames(L);
   const int64_t rows = n_slices * frames;
@@ -84,11 +90,18 @@ inline std::vector<float> mel_gpu_emulated(const MelParams& p, const float* audi
   REQUIRE(layout.inembed >= layout.n);            // non-null embeds: the advanced layout is used
   REQUIRE(layout.onembed >= layout.n / 2 + 1);
   std::vector<float2> spectrum(static_cast<size_t>(rows * p.n_freqs()), float2{kNaN, kNaN});
-  r2c_stand_in(layout, frame_rows.data(), int64_t(frame_rows.size()), spectrum.data(), int64_t(spectrum.size()),
-               callback);
-  if (frame_rows_out) *frame_rows_out = frame_rows;
   std::vector<float> power(static_cast<size_t>(rows * p.n_freqs()), kNaN);
-  kemu::power_spectrum(power.data(), spectrum.data(), rows * p.n_freqs(), nullptr);
+  R2cStoreCallback store;
+  if (framing == MelFraming::LoadCallback) {
+    store.store = &stft_power_store;
+    store.caller_info = power.data();
+  }
+  r2c_stand_in(layout, frame_rows.data(), int64_t(frame_rows.size()), spectrum.data(), int64_t(spectrum.size()),
+               callback, store);
+  if (frame_rows_out) *frame_rows_out = frame_rows;
+  if (spectrum_out) *spectrum_out = spectrum;
+  if (framing != MelFraming::LoadCallback) kemu::power_spectrum(power.data(), spectrum.data(), rows * p.n_freqs(), nullptr);
+  if (power_out) *power_out = power;
 
   const MelProjectionGemm gemm = mel_projection_gemm(p, n_slices);
   std::vector<float> mel(static_cast<size_t>(n_slices * p.n_mels * frames), kNaN);

@@ -5,7 +5,7 @@
 // than one FFT (every frame reads padding), the shortest slice numpy's 'reflect' allows, odd and prime
 // hops, slices at odd offsets in the audio buffer with NaN in the gaps, HTK and band-limited filterbanks,
 // a fixed dB reference, and the `seed` resize widening the image. A second case runs the same cases with
-// the framing as cuFFT's load callback (issue 9) and asks for the kernel path's bits.
+// the framing and |X|² as cuFFT's load and store callbacks (issue 9) and asks for the kernel path's bits.
 //
 // Tolerance (on the [−1, 1] image scale, 1 unit = top_db / 2 = 40 dB): the emulated path differs from
 // mel_image in two places only. (1) The FFT: kissfft here against FFTW in mel_cpu, both float, so each
@@ -136,16 +136,18 @@ TEST_CASE("emu mel path: emulated MelGpu pipeline vs mel_image on music at awkwa
 }
 
 
-// Issue 9: MelGpu's default framing is cuFFT's LTO load callback (kernels/lto/stft_framing_callback.cu,
-// whose body is kernels/stft_framing.h's stft_framing_load), the fallback the frame_window kernel. Here
-// both run on the CPU on real music at the awkward lengths above, both pad modes: every element the
-// callback hands the R2C must equal the one frame_window writes, bit for bit (the same function on the
-// same inputs, so no tolerance: any difference is a wrong index or a different operation), the
-// callback path must leave the frame rows unwritten (still NaN), and the whole pipeline's images and
-// dB references must then be bit-identical too (the emulated FFT is deterministic, so equal inputs give
-// equal outputs; on the GPU cuFFT may pick other kernels for a plan with a callback, see
+// Issue 9: MelGpu's default path is cuFFT's LTO load and store callbacks (kernels/lto/stft_framing_callback.cu,
+// whose bodies are kernels/stft_framing.h's stft_framing_load and stft_power_store), the fallback the
+// frame_window and power_spectrum kernels. Here both run on the CPU on real music at the awkward lengths
+// above, both pad modes: every element the load callback hands the R2C must equal the one frame_window
+// writes, and every power the store callback writes must equal the one power_spectrum makes of the
+// kernel path's spectrum, bit for bit (the same functions on the same inputs, so no tolerance: any
+// difference is a wrong index or a different operation); the callback path must leave the frame rows
+// and the complex spectrum unwritten (still NaN) and write every power; and the whole pipeline's
+// images and dB references must then be bit-identical too (the emulated FFT is deterministic, so equal
+// inputs give equal outputs; on the GPU cuFFT may pick other kernels for a plan with callbacks, see
 // tests/gpu/test_gpu_spectral.cpp).
-TEST_CASE("emu mel path: the cuFFT load-callback framing equals the frame_window framing bit for bit") {
+TEST_CASE("emu mel path: the cuFFT load and store callbacks equal the frame_window and power kernels bit for bit") {
   int sr = 0;
   const std::vector<float> song = ds::test::read_song(61.0, 6.0, &sr);
   for (const PathCase& c : kPathCases) {
@@ -154,11 +156,14 @@ TEST_CASE("emu mel path: the cuFFT load-callback framing equals the frame_window
     const ds::MelParams p = case_params(c, sr, 0);
     const int64_t stride = c.L + c.gap;
     const std::vector<float> audio = case_audio(c, song);
-    std::vector<float> refs_kernel, refs_callback, rows_kernel, rows_callback;
-    const std::vector<float> image_kernel = ds::test::mel_gpu_emulated(p, audio.data(), c.n_slices, stride,
-                                                                       &refs_kernel, ds::MelFraming::Kernel, &rows_kernel);
-    const std::vector<float> image_callback = ds::test::mel_gpu_emulated(
-        p, audio.data(), c.n_slices, stride, &refs_callback, ds::MelFraming::LoadCallback, &rows_callback);
+    std::vector<float> refs_kernel, refs_callback, rows_kernel, rows_callback, power_kernel, power_callback;
+    std::vector<float2> spectrum_kernel, spectrum_callback;
+    const std::vector<float> image_kernel =
+        ds::test::mel_gpu_emulated(p, audio.data(), c.n_slices, stride, &refs_kernel, ds::MelFraming::Kernel,
+                                   &rows_kernel, &spectrum_kernel, &power_kernel);
+    const std::vector<float> image_callback =
+        ds::test::mel_gpu_emulated(p, audio.data(), c.n_slices, stride, &refs_callback, ds::MelFraming::LoadCallback,
+                                   &rows_callback, &spectrum_callback, &power_callback);
 
     // Element by element: the callback at every offset of the R2C's input against frame_window's rows.
     const std::vector<float> window = ds::hann_window_periodic(p.n_fft);
@@ -188,6 +193,27 @@ TEST_CASE("emu mel path: the cuFFT load-callback framing equals the frame_window
     CHECK(nan_rows == 0);   // frame_window wrote every element (and read no NaN gap)
     CHECK(padded > 0);      // the padding branch is exercised, not only interior frames
     CHECK(written == 0);    // the callback path neither wrote the rows nor needed them
+
+    // The store callback at every offset of the R2C's output (the kernel path's spectrum) against
+    // power_spectrum's powers, and what the callback path's R2C left in the two buffers.
+    REQUIRE(spectrum_kernel.size() == size_t(c.n_slices) * f.n_frames * p.n_freqs());
+    REQUIRE(power_kernel.size() == spectrum_kernel.size());
+    REQUIRE(power_callback.size() == spectrum_kernel.size());
+    std::vector<float> stored(spectrum_kernel.size(), ds::test::kNaN);
+    int64_t power_differing = 0, spectrum_written = 0, power_unwritten = 0;
+    for (size_t offset = 0; offset < spectrum_kernel.size(); ++offset) {
+      ds::stft_power_store(nullptr, offset, spectrum_kernel[offset], stored.data(), nullptr);
+      if (std::memcmp(&stored[offset], &power_kernel[offset], sizeof(float)) != 0) ++power_differing;
+      if (!std::isnan(spectrum_callback[offset].x) || !std::isnan(spectrum_callback[offset].y)) ++spectrum_written;
+      if (std::isnan(power_callback[offset])) ++power_unwritten;
+    }
+    MESSAGE("  " << spectrum_kernel.size() << " bins: store-callback powers differing " << power_differing
+                 << ", complex values stored by the callback path " << spectrum_written << ", powers it left unwritten "
+                 << power_unwritten);
+    CHECK(power_differing == 0);
+    CHECK(spectrum_written == 0);  // the complex spectrum is never stored
+    CHECK(power_unwritten == 0);   // every bin's power came through the store callback
+    CHECK(std::memcmp(power_kernel.data(), power_callback.data(), power_kernel.size() * sizeof(float)) == 0);
 
     REQUIRE(image_kernel.size() == image_callback.size());
     CHECK(std::memcmp(image_kernel.data(), image_callback.data(), image_kernel.size() * sizeof(float)) == 0);

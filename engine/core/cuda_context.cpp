@@ -3,6 +3,7 @@
 
 #include <mutex>
 
+#include "engine/core/allocation_stats.h"
 #include "kernels/fill.h"
 #include "kernels/launch_log.h"
 
@@ -123,8 +124,11 @@ void* CudaContext::workspace(size_t bytes) {
       DS_CUDA_CHECK(cudaStreamSynchronize(stream_));
       DS_CUDA_CHECK(cudaFree(workspace_));
       workspace_ = nullptr;
+      note_release(Device::CUDA, workspace_bytes_);
+      workspace_bytes_ = 0;
     }
     DS_CUDA_CHECK(cudaMalloc(&workspace_, bytes));
+    note_allocation(Device::CUDA, bytes);
     workspace_bytes_ = bytes;
   }
   return workspace_;

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/core/allocation_stats.h"
 #include "engine/core/cuda_context.h"
 #include "kernels/check.h"
 #include "kernels/launch_log.h"
@@ -17,17 +18,18 @@ class DeviceBuffer {
   DeviceBuffer() = default;
   explicit DeviceBuffer(size_t count) : count_(count) {
     launch_log::require_outside_step("DeviceBuffer (cudaMalloc)");
-    if (count_ > 0) DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), count_ * sizeof(T)));
+    if (count_ > 0) {
+      DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), count_ * sizeof(T)));
+      note_allocation(Device::CUDA, count_ * sizeof(T));
+    }
   }
-  ~DeviceBuffer() {
-    if (ptr_) cudaFree(ptr_);  // never throws from a destructor
-  }
+  ~DeviceBuffer() { release(); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), count_(std::exchange(o.count_, 0)) {}
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
-      if (ptr_) cudaFree(ptr_);
+      release();
       ptr_ = std::exchange(o.ptr_, nullptr);
       count_ = std::exchange(o.count_, 0);
     }
@@ -66,6 +68,12 @@ class DeviceBuffer {
   }
 
  private:
+  void release() noexcept {  // never throws: called from the destructor
+    if (!ptr_) return;
+    cudaFree(ptr_);
+    note_release(Device::CUDA, count_ * sizeof(T));
+    ptr_ = nullptr;
+  }
   T* ptr_ = nullptr;
   size_t count_ = 0;
 };

@@ -6,6 +6,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "engine/core/allocation_stats.h"
 #include "engine/core/cuda_context.h"
 #include "kernels/fill.h"
 #include "kernels/launch_log.h"
@@ -37,7 +38,11 @@ Tensor Tensor::empty(const Shape& shape, Device device) {
     const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
     float* p = static_cast<float*>(::operator new(bytes, std::align_val_t{kHostAlignBytes}));
     std::memset(p, 0, bytes);
-    auto buf = std::shared_ptr<float>(p, [](float* q) { ::operator delete(q, std::align_val_t{kHostAlignBytes}); });
+    note_allocation(Device::CPU, bytes);
+    auto buf = std::shared_ptr<float>(p, [bytes](float* q) {
+      ::operator delete(q, std::align_val_t{kHostAlignBytes});
+      note_release(Device::CPU, bytes);
+    });
     t.data_ = buf.get();
     t.owner_ = buf;
   } else {
@@ -52,7 +57,11 @@ Tensor Tensor::empty(const Shape& shape, Device device) {
                       shape_str(shape) + " (try a smaller --batch, --ngf or --ndf)");
     }
     DS_CUDA_CHECK(err);
-    t.owner_ = std::shared_ptr<float>(p, [](float* q) { cudaFree(q); });
+    note_allocation(Device::CUDA, bytes);
+    t.owner_ = std::shared_ptr<float>(p, [bytes](float* q) {
+      cudaFree(q);
+      note_release(Device::CUDA, bytes);
+    });
     t.data_ = p;
   }
   return t;

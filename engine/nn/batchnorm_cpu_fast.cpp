@@ -5,26 +5,17 @@
 
 #include "engine/nn/cpu/batchnorm.h"
 #include "engine/nn/cpu/parallel.h"
-
-// As in elementwise_cpu_fast.cpp: the activation selects compare floats; without trapping math the
-// compiler may turn them into vector selects. No value changes (this is not -ffast-math).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+#include "engine/nn/activation_select.h"  // last: it also sets no-trapping-math for this file
 
 namespace ds::cpu_fast {
 namespace {
 
 using ds::cpu::kParallelElements;
 
-// The activations, the expressions of engine/nn/elementwise_cpu_fast.cpp (bit-identical
-// to the reference's).
+// The activations, the selects elementwise_cpu_fast.cpp uses (bit-identical to the reference's).
 inline float activate(float v, BnActivation act, float slope) {
-  if (act == BnActivation::ReLU) return v < 0.0f ? 0.0f : v;
-  if (act == BnActivation::LeakyReLU) {
-    const float scaled = v * slope;
-    return v < 0.0f ? scaled : v;
-  }
+  if (act == BnActivation::ReLU) return select::relu(v);
+  if (act == BnActivation::LeakyReLU) return select::leaky_relu(v, slope);
   return v;
 }
 // Four partial double sums: element i of a plane goes to partial i % 4; combined as (s0 + s1) + (s2 + s3).

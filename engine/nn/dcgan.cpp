@@ -61,11 +61,26 @@ ModelConfig ModelConfig::from_json(const std::string& text) {
   return c;
 }
 
-Network::Network(Device device, int64_t batch) : device_(device), batch_(batch) {}
+Network::Network(Device device, int64_t batch, Bf16BackendFactory bf16)
+    : device_(device), batch_(batch), bf16_factory_(std::move(bf16)) {}
 Network::~Network() = default;
 
 void Network::use_bf16(std::unique_ptr<Bf16Backend> backend) {
+  release_float_activations();
   bf16_ = std::make_unique<Bf16Path>(std::move(backend), stages_, params_.numel());
+}
+
+void Network::release_float_activations() {
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    Stage& s = stages_[i];
+    const Shape shape = conv_output_shape(s.geometry);
+    const bool last = i + 1 == stages_.size();
+    s.conv.reset();  // its cuDNN float32 plans (CUDA) go with it
+    if (!last) s.out = Tensor::view(nullptr, shape, device_);
+    s.pre = s.has_bn ? Tensor::view(nullptr, shape, device_) : s.out;
+    s.dout = Tensor::view(nullptr, shape, device_);
+    s.dpre = s.dout;
+  }
 }
 
 void Network::add_stage(const ConvShape& g, bool bn, Activation act, int seq_conv, int seq_bn) {
@@ -110,6 +125,19 @@ void Network::finish() {
       s.saved_mean = Tensor::zeros({int64_t(g.K)}, device_);
       s.saved_invstd = Tensor::zeros({int64_t(g.K)}, device_);
     }
+  }
+  if (!bf16_factory_ && device_ == Device::CUDA && bf16_networks()) bf16_factory_ = make_cuda_bf16_backend;
+  if (bf16_factory_) {
+    // `--precision bf16`: the path keeps its activations in bf16 and builds its own bf16 plans and
+    // workspace; of the float32 buffers only the output (the float boundary) is allocated.
+    // The batch-norm workspace is reserved by the CUDA backend itself.
+    stages_.back().out = Tensor::zeros(conv_output_shape(stages_.back().geometry), device_);
+    release_float_activations();
+    bf16_ = std::make_unique<Bf16Path>(bf16_factory_(stages_), stages_, params_.numel());
+    return;
+  }
+  for (Stage& s : stages_) {
+    const ConvShape& g = s.geometry;
     s.conv = std::make_unique<ConvOp>(g, device_);
     if (s.has_bn) reserve_batchnorm_workspace(g.K, device_);  // the BN reduction's partials: never grown in a step
     s.pre = Tensor::zeros(conv_output_shape(g), device_);
@@ -122,7 +150,6 @@ void Network::finish() {
       s.dpre = s.dout;
     }
   }
-  if (device_ == Device::CUDA && bf16_networks()) use_bf16(make_cuda_bf16_backend(stages_));
 }
 
 int64_t Network::packed_parameter_count() const {
@@ -329,7 +356,8 @@ void Network::backward(const Tensor& doutput, Tensor* dinput, bool param_grads) 
   }
 }
 
-Generator::Generator(const ModelConfig& cfg, int64_t batch, Device device) : Network(device, batch) {
+Generator::Generator(const ModelConfig& cfg, int64_t batch, Device device, const Bf16BackendFactory& bf16)
+    : Network(device, batch, bf16) {
   cfg.validate();
   const int64_t L = cfg.layers();
   int64_t ch = cfg.ngf << (L - 1);
@@ -346,7 +374,8 @@ Generator::Generator(const ModelConfig& cfg, int64_t batch, Device device) : Net
   finish();
 }
 
-Discriminator::Discriminator(const ModelConfig& cfg, int64_t batch, Device device) : Network(device, batch) {
+Discriminator::Discriminator(const ModelConfig& cfg, int64_t batch, Device device, const Bf16BackendFactory& bf16)
+    : Network(device, batch, bf16) {
   cfg.validate();
   const int64_t L = cfg.layers();
   int64_t h = cfg.height, w = cfg.width, ch = cfg.ndf;

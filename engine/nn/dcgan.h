@@ -4,6 +4,7 @@
 // PyTorch Sequential index of every module so tensor names match `main.N.weight`.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,12 +69,19 @@ struct Stage {
   Tensor saved_mean, saved_invstd;                    // from the last training forward
   int64_t num_batches_tracked = 0;
   Activation activation = Activation::None;
+  // The float32 path's activations. A bf16 network (Network::bf16()) holds them in bf16 (Bf16Path) and
+  // these are shape-only (data() null, no storage), except the last stage's `out`: the float output().
   Tensor pre;   // conv output (kept for BN backward); aliases `out` without BN
   Tensor out;   // after BN and activation (activation in place)
   Tensor dout;  // gradient w.r.t. out, then (in place) w.r.t. the activation's input
   Tensor dpre;  // gradient w.r.t. pre (aliases dout without BN)
   int seq_conv = 0, seq_bn = -1;  // indices in PyTorch's nn.Sequential
 };
+
+// Makes the bf16 backend of a network from its stages (engine/nn/bf16_path.h). Given to a network's
+// constructor, the network is built for `--precision bf16` from the start: only the buffers that path
+// uses are allocated (no float32 activations but the output, no float32 conv plans or workspace).
+using Bf16BackendFactory = std::function<std::unique_ptr<Bf16Backend>(const std::vector<Stage>&)>;
 
 class Network {
  public:
@@ -122,16 +130,22 @@ class Network {
 
   // `--precision bf16` (engine/nn/bf16_path.h): from now on forward and backward run on bf16 copies
   // through `backend` (allocating its buffers now); the float32 parameters, gradients, BN state and
-  // output() stay where they are. A CUDA network built while bf16_networks() (engine/core/precision.h) is set gets
-  // the CUDA backend in its constructor; tests give a CPU network the emulated one.
+  // output() stay where they are, and the float32 activation buffers and conv ops the network was built
+  // with are released (shape-only from now on). A network built with a Bf16BackendFactory, or a CUDA
+  // network built while bf16_networks() (engine/core/precision.h) is set, never allocates those at all;
+  // tests also turn a built CPU network into an emulated bf16 one with this.
   void use_bf16(std::unique_ptr<Bf16Backend> backend);
   bool bf16() const { return bf16_ != nullptr; }
   const Bf16Path* bf16_path() const { return bf16_.get(); }
 
  protected:
-  Network(Device device, int64_t batch);
+  // `bf16`: see Bf16BackendFactory; empty: float32, or the CUDA bf16 backend for a CUDA network while
+  // bf16_networks() is set.
+  Network(Device device, int64_t batch, Bf16BackendFactory bf16);
   void add_stage(const ConvShape& g, bool bn, Activation act, int seq_conv, int seq_bn);
-  void finish();  // allocates the parameter/gradient buffers and every activation buffer
+  // Allocates the parameter/gradient buffers and the activation buffers of the network's path.
+  void finish();
+  void release_float_activations();  // shape-only pre/out/dout/dpre (but the last out), no conv ops
 
   Device device_;
   int64_t batch_;
@@ -141,17 +155,18 @@ class Network {
   Tensor params_, grads_;
   const Tensor* input_ = nullptr;  // input of the last forward (kept for backward)
   LayerObserver* observer_ = nullptr;
+  Bf16BackendFactory bf16_factory_;  // empty until finish() decides
   std::unique_ptr<Bf16Path> bf16_;  // null: the float32 path
 };
 
 class Generator : public Network {
  public:
-  Generator(const ModelConfig& cfg, int64_t batch, Device device);
+  Generator(const ModelConfig& cfg, int64_t batch, Device device, const Bf16BackendFactory& bf16 = {});
 };
 
 class Discriminator : public Network {
  public:
-  Discriminator(const ModelConfig& cfg, int64_t batch, Device device);
+  Discriminator(const ModelConfig& cfg, int64_t batch, Device device, const Bf16BackendFactory& bf16 = {});
 };
 
 }  // namespace ds

@@ -7,32 +7,16 @@
 #include "engine/nn/elementwise_cpu_fast.h"
 
 #include "engine/nn/cpu/parallel.h"
-
-// The selects below compare floats; with GCC's default -ftrapping-math an ordered compare may raise
-// "invalid" on a NaN, so the compiler keeps a branch per element and no vector loop (-fopt-info-vec:
-// "control flow in loop"). Nothing here reads the floating-point exception flags, and no-trapping-math
-// changes no value (it is not -ffast-math: no reassociation, NaN and signed zeros kept).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
+#include "engine/nn/activation_select.h"  // last: it also sets no-trapping-math for this file
 
 namespace ds::cpu_fast {
 namespace {
 
 using ds::cpu::kParallelElements;
-
-// The products are computed unconditionally and then selected, the selected value being the
-// reference's bit for bit.
-inline float relu(float x) { return x < 0.0f ? 0.0f : x; }
-inline float leaky_relu(float x, float slope) {
-  const float scaled = x * slope;
-  return x < 0.0f ? scaled : x;
-}
-inline float relu_grad(float dy, float y) { return y > 0.0f ? dy : 0.0f; }
-inline float leaky_relu_grad(float dy, float y, float slope) {
-  const float scaled = dy * slope;
-  return y > 0.0f ? dy : scaled;
-}
+using select::leaky_relu;
+using select::leaky_relu_grad;
+using select::relu;
+using select::relu_grad;
 
 }  // namespace
 

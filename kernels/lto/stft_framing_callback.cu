@@ -1,5 +1,7 @@
-// The cuFFT LTO load callback of the GPU mel path (issue 9): the R2C reads each frame element as
-// window · padded sample straight from the audio, so the frame rows are never written and read back.
+// The cuFFT LTO callbacks of the GPU mel path (issue 9): the load callback hands the R2C each frame
+// element as window · padded sample straight from the audio, so the frame rows are never written and
+// read back; the store callback writes each bin's |X|² straight into the power buffer, so the complex
+// spectrum is never stored and read back by a power kernel. One fatbin holds both symbols.
 // Compiled by CMake to LTO-IR only (nvcc -dc -fatbin, code=lto_XX; see CMakeLists.txt) and embedded
 // with bin2c; MelGpu (audio/mel_gpu.cpp) hands it to cufftXtSetJITCallback, cuFFT JIT-links it into
 // its kernels with nvJitLink when the plan is made. Not part of the kernels/*.cu glob: it is neither a
@@ -21,6 +23,14 @@ __device__ cufftReal ds_stft_framing_load(void* dataIn, unsigned long long offse
   return ds::stft_framing_load(dataIn, offset, callerInfo, sharedPointer);
 }
 
-// The definition has exactly the type cuFFT's LTO real-load callbacks have (cufftXt.h, CUDA 13).
+__device__ void ds_stft_power_store(void* dataOut, unsigned long long offset, cufftComplex element, void* callerInfo,
+                                    void* sharedPointer) {
+  ds::stft_power_store(dataOut, offset, element, callerInfo, sharedPointer);
+}
+
+// The definitions have exactly the types cuFFT's LTO real-load and complex-store callbacks have
+// (cufftXt.h, CUDA 13).
 static_assert(std::is_same<decltype(&ds_stft_framing_load), cufftJITCallbackLoadR>::value,
               "ds_stft_framing_load must have cufftJITCallbackLoadR's signature");
+static_assert(std::is_same<decltype(&ds_stft_power_store), cufftJITCallbackStoreC>::value,
+              "ds_stft_power_store must have cufftJITCallbackStoreC's signature");

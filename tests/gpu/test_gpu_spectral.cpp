@@ -170,10 +170,10 @@ TEST_CASE("gpu spectral MelGpu: cuFFT + kernels + cuBLAS against mel_image on re
   }
 }
 
-// Issue 9: the same slices through MelGpu with the cuFFT LTO load callback (the default) and with the
-// framing kernel (the fallback). The FFT's input is bit-identical by construction (both compute
-// kernels/stft_framing.h's stft_frame_element; tests/test_emu_mel_path.cpp checks every element on
-// the CPU), but the FFTs need not be: cuFFT JIT-links a plan with a callback and NVIDIA does not promise
+// Issue 9: the same slices through MelGpu with the cuFFT LTO load and store callbacks (the default) and
+// with the framing and power kernels (the fallback). The FFT's input and the |X|² of its output are
+// bit-identical by construction (both compute kernels/stft_framing.h's stft_frame_element and
+// stft_power; tests/test_emu_mel_path.cpp checks every element on the CPU), but the FFTs need not be: cuFFT JIT-links a plan with a callback and NVIDIA does not promise
 // it the same kernels, hence the same rounding, as the plain plan. So the images are compared within
 // the FFT's own rounding: both paths are within 1e-4 of mel_image (the test above), and between
 // themselves a float FFT's reordering moves a bin by a few ulps of its frame's largest bins, ~1e-5 on
@@ -181,7 +181,7 @@ TEST_CASE("gpu spectral MelGpu: cuFFT + kernels + cuBLAS against mel_image on re
 // offset, pad side or window index would move whole dB. Whether they came out bit-identical is printed.
 // Fails where the callback is unavailable (the note says why): a GPU machine with this toolkit's
 // libnvJitLink.so.13 should run it.
-TEST_CASE("gpu spectral MelGpu: the cuFFT load-callback framing against the framing kernel") {
+TEST_CASE("gpu spectral MelGpu: the cuFFT load and store callbacks against the framing and power kernels") {
   int sr = 0;
   const double slice_seconds = 2.0;
   const std::vector<float> song = read_song(30.0, 3 * slice_seconds + 0.5, &sr);
@@ -198,7 +198,7 @@ TEST_CASE("gpu spectral MelGpu: the cuFFT load-callback framing against the fram
     ds::MelGpu with_kernel(p, n_slices, ds::MelFraming::Kernel);
     REQUIRE(with_kernel.framing() == ds::MelFraming::Kernel);
     CHECK_MESSAGE(with_callback.framing() == ds::MelFraming::LoadCallback,
-                  "the LTO load callback is unavailable here: " << with_callback.framing_note());
+                  "the LTO callbacks are unavailable here: " << with_callback.framing_note());
     auto d_a = poisoned<float>(size_t(n_slices * image_size), kNaN);
     auto d_b = poisoned<float>(size_t(n_slices * image_size), kNaN);
     auto d_ref_a = poisoned<float>(size_t(n_slices), kNaN);

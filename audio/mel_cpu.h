@@ -49,8 +49,9 @@ std::vector<float> power_to_db(const float* mel_power, int64_t n, const MelParam
 
 // Mel power (n_mels × frames) and its dB image of one slice, the librosa pipeline end to end.
 // filterbank: mel_filterbank(p), or null: computed here. These free functions prepare a MelCpu per call
-// (filterbank, its bands, window: about a quarter of a 10 s slice's time); a caller doing many slices keeps one
-// MelCpu instead. mel_power is mel_project(stft_power(x)) bit for bit.
+// (filterbank, its bands, window: at the default layout more than half as much work as the slice
+// itself); a caller doing many slices keeps one MelCpu instead. mel_power is mel_project(stft_power(x))
+// bit for bit.
 std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, const float* filterbank = nullptr);
 std::vector<float> mel_spectrogram_db(const float* x, int64_t L, const MelParams& p, double* ref_used,
                                       const float* filterbank = nullptr);

@@ -71,6 +71,27 @@ std::vector<T> padded_signal(const T* x, int64_t L, const MelParams& p) {
   return out;
 }
 
+// The per-element loops (window, power, projection, dB) compiled twice on x86-64, for AVX2 and for the
+// baseline (SSE2), the loader picking one by the CPU (GCC's and Clang's function multiversioning): the
+// project builds for the baseline, and these loops were half the time left besides FFTW's (which picks
+// its own SIMD at run time). AVX2 without FMA: every operation rounds as in the baseline build, so the
+// two versions give the same bits (the sums' order is written out, never left to the vectoriser).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DS_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DS_AVX2_CLONES
+#endif
+
+// frame[n] = window[n]·src[n], n < n_fft.
+DS_AVX2_CLONES void window_frame(float* frame, const float* window, const float* src, int n_fft) {
+  for (int n = 0; n < n_fft; ++n) frame[n] = window[n] * src[n];
+}
+
+// power[k] = |X[k]|² in float (as stft_power stores it), widened to double, k < n_freqs.
+DS_AVX2_CLONES void frame_power(double* power, const fftwf_complex* spectrum, int n_freqs) {
+  for (int k = 0; k < n_freqs; ++k) power[k] = spectrum[k][0] * spectrum[k][0] + spectrum[k][1] * spectrum[k][1];
+}
+
 // Two doubles in one SSE2 register (GCC's and Clang's vector extension: + and * act lane by lane).
 // Written out because GCC, left to vectorise the block loop below on its own, gathered across frames
 // and spilled its sums to the stack.
@@ -90,12 +111,11 @@ inline double2 load2(const double* p) {  // p need not be 16-byte aligned
 // in bin order, as the FFT wrote it.
 constexpr int kFrameBlock = 8;
 
-// mel[m · frames + j] = Σ_f filterbank[m, f]·power[j · n_freqs + f] over row m's band, in double: the
-// even-offset bins' sum (lane 0) plus the odd-offset bins' (lane 1), an odd last bin added to the sum
-// of the two. For the block's first `count` frames (the power of frames past count is there, from an
-// earlier block or zero, but not stored).
-template <class T>
-void project_block(T* mel, int64_t frames, int count, const MelFilterBands& bands, const double* power, int n_freqs) {
+// totals[m · kFrameBlock + j] = Σ_f filterbank[m, f]·power[j · n_freqs + f] over row m's band, in double:
+// the even-offset bins' sum (lane 0) plus the odd-offset bins' (lane 1), an odd last bin added to the sum
+// of the two. All kFrameBlock frames (fixed trip counts, so the sums stay in registers); a partial last
+// block's extra frames hold an earlier block's power or zeros and are not stored (store_block).
+DS_AVX2_CLONES void project_block(double* totals, const MelFilterBands& bands, const double* power, int n_freqs) {
   for (size_t m = 0; m < bands.begin.size(); ++m) {
     const int b = bands.begin[m], e = bands.end[m];
     const double* w = bands.weights.data() + bands.offset[m];  // w[i]: the weight of bin b + i
@@ -107,14 +127,19 @@ void project_block(T* mel, int64_t frames, int count, const MelFilterBands& band
       const double2 weight = load2(w + i);
       for (int j = 0; j < kFrameBlock; ++j) sum[j] += weight * load2(band + j * n_freqs + i);
     }
-    // Every loop over all kFrameBlock frames (fixed trip counts), so the sums stay in registers.
-    double total[kFrameBlock];
+    double* total = totals + m * kFrameBlock;
     for (int j = 0; j < kFrameBlock; ++j) total[j] = sum[j][0] + sum[j][1];
     if (i < width)
       for (int j = 0; j < kFrameBlock; ++j) total[j] += w[i] * band[j * n_freqs + i];
-    T* row = mel + static_cast<int64_t>(m) * frames;
-    for (int j = 0; j < count; ++j) row[j] = static_cast<T>(total[j]);
   }
+}
+
+// mel[m · frames + j] = totals[m · kFrameBlock + j] for the block's first `count` frames.
+template <class T>
+void store_block(T* mel, int64_t frames, int count, int n_mels, const double* totals) {
+  for (int m = 0; m < n_mels; ++m)
+    for (int j = 0; j < count; ++j)
+      mel[static_cast<int64_t>(m) * frames + j] = static_cast<T>(totals[m * kFrameBlock + j]);
 }
 
 // The real-to-complex FFT of n_fft points, planned once per size. FFTW_ESTIMATE: the plan depends only on
@@ -150,12 +175,14 @@ std::vector<T> mel_project_impl(const float* filterbank, const T* power, int64_t
   {
     // A block's power in double, as MelCpu::power holds it.
     std::vector<double> block(static_cast<size_t>(kFrameBlock) * n_freqs, 0.0);
+    std::vector<double> totals(static_cast<size_t>(p.n_mels) * kFrameBlock);
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t t0 = blk * kFrameBlock;
       const int count = static_cast<int>(std::min<int64_t>(kFrameBlock, frames - t0));
       std::copy(power + t0 * n_freqs, power + (t0 + count) * n_freqs, block.begin());
-      project_block(mel.data() + t0, frames, count, bands, block.data(), n_freqs);
+      project_block(totals.data(), bands, block.data(), n_freqs);
+      store_block(mel.data() + t0, frames, count, p.n_mels, totals.data());
     }
   }
   return mel;
@@ -210,7 +237,8 @@ std::vector<float> power_to_db_double(const double* mel_power, int64_t n, const 
 // the bit patterns as integers: for non-negative floats their order is the values' order.
 // to_unit: the clipped dB also mapped onto [−1, 1] (db_to_unit, mel_image's last step without a resize)
 // in the clip's pass rather than one of its own.
-void power_to_db_in_place(float* values, int64_t n, const MelParams& p, double* ref_used, bool to_unit = false) {
+DS_AVX2_CLONES void power_to_db_in_place(float* values, int64_t n, const MelParams& p, double* ref_used,
+                                         bool to_unit = false) {
   float largest = 0.0f;
   for (int64_t i = 0; i < n; ++i) largest = std::max(largest, values[i]);
   const double ref = p.ref >= 0 ? p.ref : static_cast<double>(largest);
@@ -434,6 +462,7 @@ std::vector<float> MelCpu::power(const float* x, int64_t L) const {
     float* frame = fftwf_alloc_real(static_cast<size_t>(n_fft));
     fftwf_complex* spectrum = fftwf_alloc_complex(static_cast<size_t>(n_freqs));
     std::vector<double> block(static_cast<size_t>(kFrameBlock) * n_freqs, 0.0);  // kFrameBlock frames' power
+    std::vector<double> totals(static_cast<size_t>(p.n_mels) * kFrameBlock);
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t t0 = blk * kFrameBlock;
@@ -441,8 +470,7 @@ std::vector<float> MelCpu::power(const float* x, int64_t L) const {
       for (int j = 0; j < count; ++j) {
         const int64_t start = (t0 + j) * p.hop - pad;  // index into x of the frame's first sample
         if (start >= 0 && start + n_fft <= L) {
-          const float* src = x + start;
-          for (int n = 0; n < n_fft; ++n) frame[n] = window[n] * src[n];
+          window_frame(frame, window, x + start, n_fft);
         } else {  // an edge frame: padded_signal's value of every sample
           for (int n = 0; n < n_fft; ++n) {
             int64_t i = start + n;
@@ -455,11 +483,10 @@ std::vector<float> MelCpu::power(const float* x, int64_t L) const {
           }
         }
         fftwf_execute_dft_r2c(plan, frame, spectrum);
-        double* out = block.data() + static_cast<size_t>(j) * n_freqs;
-        for (int k = 0; k < n_freqs; ++k)  // |X|² in float, as stft_power stores it
-          out[k] = spectrum[k][0] * spectrum[k][0] + spectrum[k][1] * spectrum[k][1];
+        frame_power(block.data() + static_cast<size_t>(j) * n_freqs, spectrum, n_freqs);
       }
-      project_block(mel.data() + t0, frames, count, bands_, block.data(), n_freqs);
+      project_block(totals.data(), bands_, block.data(), n_freqs);
+      store_block(mel.data() + t0, frames, count, p.n_mels, totals.data());
     }
     fftwf_free(spectrum);
     fftwf_free(frame);

@@ -24,7 +24,8 @@ constexpr double kSlaneyMinLogHz = 1000.0;     // start of the log region
 constexpr double kSlaneyMinLogMel = kSlaneyMinLogHz / kSlaneyHzPerMel;
 const double kSlaneyLogStep = std::log(6.4) / 27.0;
 
-void check_stft_params(const MelParams& p, int64_t L) {
+// What the STFT needs of the layout, whatever the signal.
+void check_stft_layout(const MelParams& p) {
   if (p.n_fft < 2 || p.n_fft % 2 != 0)
     throw std::invalid_argument("--n-fft " + std::to_string(p.n_fft) + ": expected an even number >= 2");
   if (p.hop < 1) throw std::invalid_argument("--hop " + std::to_string(p.hop) + ": expected >= 1");
@@ -32,6 +33,10 @@ void check_stft_params(const MelParams& p, int64_t L) {
     throw std::invalid_argument("win " + std::to_string(p.win) + ": expected 1 .. n_fft");
   if (p.pad_mode != "constant" && p.pad_mode != "reflect")
     throw std::invalid_argument("pad_mode '" + p.pad_mode + "': expected 'constant' or 'reflect'");
+}
+
+void check_stft_params(const MelParams& p, int64_t L) {
+  check_stft_layout(p);
   if (L < 1 || (!p.center && L < p.n_fft))
     throw std::invalid_argument("signal of " + std::to_string(L) + " samples: too short for n_fft " +
                                 std::to_string(p.n_fft));
@@ -66,53 +71,75 @@ std::vector<T> padded_signal(const T* x, int64_t L, const MelParams& p) {
   return out;
 }
 
-// The filterbank as the projections read it: each row's non-zero band, columns begin[m] .. end[m] − 1,
-// its weights widened to double once per call (packed row after row from offset[m]) instead of once
-// per frame, so the per-frame loop multiplies doubles straight from memory.
-struct FilterBands {
-  std::vector<int> begin, end;
-  std::vector<size_t> offset;
-  std::vector<double> weights;
-};
+// The per-element loops (window, power, projection, dB) compiled twice on x86-64, for AVX2 and for the
+// baseline (SSE2), the loader picking one by the CPU (GCC's and Clang's function multiversioning): the
+// project builds for the baseline, and these loops were half the time left besides FFTW's (which picks
+// its own SIMD at run time). AVX2 without FMA: every operation rounds as in the baseline build, so the
+// two versions give the same bits (the sums' order is written out, never left to the vectoriser).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DS_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define DS_AVX2_CLONES
+#endif
 
-FilterBands filter_bands(const float* filterbank, int n_mels, int n_freqs) {
-  FilterBands bands;
-  bands.begin.resize(static_cast<size_t>(n_mels));
-  bands.end.resize(static_cast<size_t>(n_mels));
-  bands.offset.resize(static_cast<size_t>(n_mels));
-  for (int m = 0; m < n_mels; ++m) {
-    const float* row = filterbank + static_cast<int64_t>(m) * n_freqs;
-    int b = 0, e = n_freqs;
-    while (b < n_freqs && row[b] == 0.0f) ++b;
-    while (e > b && row[e - 1] == 0.0f) --e;
-    bands.begin[static_cast<size_t>(m)] = b;
-    bands.end[static_cast<size_t>(m)] = e;
-    bands.offset[static_cast<size_t>(m)] = bands.weights.size();
-    for (int f = b; f < e; ++f) bands.weights.push_back(static_cast<double>(row[f]));
-  }
-  return bands;
+// frame[n] = window[n]·src[n], n < n_fft.
+DS_AVX2_CLONES void window_frame(float* frame, const float* window, const float* src, int n_fft) {
+  for (int n = 0; n < n_fft; ++n) frame[n] = window[n] * src[n];
 }
 
-// Σ_j w[j]·power[j], j < width, in double. Four interleaved accumulators combined in a fixed order: one
-// dependent chain of double adds (4 cycles each) was most of the projection's time; the result still
-// carries double's precision and is the same on every run.
-inline double band_dot(const double* w, const double* power, int width) {
-  double sum[4] = {0.0, 0.0, 0.0, 0.0};
-  int j = 0;
-  for (; j + 4 <= width; j += 4)
-    for (int k = 0; k < 4; ++k) sum[k] += w[j + k] * power[j + k];
-  for (; j < width; ++j) sum[0] += w[j] * power[j];
-  return (sum[0] + sum[1]) + (sum[2] + sum[3]);
+// power[k] = |X[k]|² in float (as stft_power stores it), widened to double, k < n_freqs.
+DS_AVX2_CLONES void frame_power(double* power, const fftwf_complex* spectrum, int n_freqs) {
+  for (int k = 0; k < n_freqs; ++k) power[k] = spectrum[k][0] * spectrum[k][0] + spectrum[k][1] * spectrum[k][1];
 }
 
-// One frame's mel column: mel[m · frames] = Σ_f filterbank[m, f]·power[f] over row m's non-zero band.
-template <class T>
-void project_frame(T* mel, int64_t frames, const FilterBands& bands, const double* power) {
+// Two doubles in one SSE2 register (GCC's and Clang's vector extension: + and * act lane by lane).
+// Written out because GCC, left to vectorise the block loop below on its own, gathered across frames
+// and spilled its sums to the stack.
+typedef double double2 __attribute__((vector_size(16)));
+
+inline double2 load2(const double* p) {  // p need not be 16-byte aligned
+  double2 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Frames projected together. One frame's projection was a chain of dependent double adds per filter
+// (most filters are a few bins wide), so the adds' latency, not their count, set its time; projecting
+// kFrameBlock frames at once gives each filter kFrameBlock independent sums, each a double2 that takes
+// a pair of bins per multiply-add, which keep the floating-point units busy, and loads each weight
+// pair once per block. The block's power, 8 frames × 1025 doubles (66 KB), is read frame after frame
+// in bin order, as the FFT wrote it.
+constexpr int kFrameBlock = 8;
+
+// totals[m · kFrameBlock + j] = Σ_f filterbank[m, f]·power[j · n_freqs + f] over row m's band, in double:
+// the even-offset bins' sum (lane 0) plus the odd-offset bins' (lane 1), an odd last bin added to the sum
+// of the two. All kFrameBlock frames (fixed trip counts, so the sums stay in registers); a partial last
+// block's extra frames hold an earlier block's power or zeros and are not stored (store_block).
+DS_AVX2_CLONES void project_block(double* totals, const MelFilterBands& bands, const double* power, int n_freqs) {
   for (size_t m = 0; m < bands.begin.size(); ++m) {
-    const int b = bands.begin[m];
-    mel[static_cast<int64_t>(m) * frames] =
-        static_cast<T>(band_dot(bands.weights.data() + bands.offset[m], power + b, bands.end[m] - b));
+    const int b = bands.begin[m], e = bands.end[m];
+    const double* w = bands.weights.data() + bands.offset[m];  // w[i]: the weight of bin b + i
+    const double* band = power + b;                             // band[j · n_freqs + i]: bin b + i of frame j
+    const int width = e - b;
+    double2 sum[kFrameBlock] = {};
+    int i = 0;
+    for (; i + 2 <= width; i += 2) {
+      const double2 weight = load2(w + i);
+      for (int j = 0; j < kFrameBlock; ++j) sum[j] += weight * load2(band + j * n_freqs + i);
+    }
+    double* total = totals + m * kFrameBlock;
+    for (int j = 0; j < kFrameBlock; ++j) total[j] = sum[j][0] + sum[j][1];
+    if (i < width)
+      for (int j = 0; j < kFrameBlock; ++j) total[j] += w[i] * band[j * n_freqs + i];
   }
+}
+
+// mel[m · frames + j] = totals[m · kFrameBlock + j] for the block's first `count` frames.
+template <class T>
+void store_block(T* mel, int64_t frames, int count, int n_mels, const double* totals) {
+  for (int m = 0; m < n_mels; ++m)
+    for (int j = 0; j < count; ++j)
+      mel[static_cast<int64_t>(m) * frames + j] = static_cast<T>(totals[m * kFrameBlock + j]);
 }
 
 // The real-to-complex FFT of n_fft points, planned once per size. FFTW_ESTIMATE: the plan depends only on
@@ -141,15 +168,21 @@ fftwf_plan r2c_plan(int n_fft) {
 template <class T>
 std::vector<T> mel_project_impl(const float* filterbank, const T* power, int64_t frames, const MelParams& p) {
   const int n_freqs = p.n_freqs();
-  const FilterBands bands = filter_bands(filterbank, p.n_mels, n_freqs);
+  const MelFilterBands bands = mel_filter_bands(filterbank, p.n_mels, n_freqs);
   std::vector<T> mel(static_cast<size_t>(p.n_mels * frames));
+  const int64_t blocks = (frames + kFrameBlock - 1) / kFrameBlock;
 #pragma omp parallel
   {
-    std::vector<double> spectrum(static_cast<size_t>(n_freqs));  // the frame's power in double, as mel_power's
+    // A block's power in double, as MelCpu::power holds it.
+    std::vector<double> block(static_cast<size_t>(kFrameBlock) * n_freqs, 0.0);
+    std::vector<double> totals(static_cast<size_t>(p.n_mels) * kFrameBlock);
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < frames; ++t) {
-      std::copy(power + t * n_freqs, power + (t + 1) * n_freqs, spectrum.begin());
-      project_frame(mel.data() + t, frames, bands, spectrum.data());
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t t0 = blk * kFrameBlock;
+      const int count = static_cast<int>(std::min<int64_t>(kFrameBlock, frames - t0));
+      std::copy(power + t0 * n_freqs, power + (t0 + count) * n_freqs, block.begin());
+      project_block(totals.data(), bands, block.data(), n_freqs);
+      store_block(mel.data() + t0, frames, count, p.n_mels, totals.data());
     }
   }
   return mel;
@@ -202,7 +235,10 @@ std::vector<float> power_to_db_double(const double* mel_power, int64_t n, const 
 // value − top_db. log10 being monotone, that largest value is the one of the largest power (as
 // kernels/spectral.cu), so one pass does it all and no dB buffer is kept. The clamp at amin compares
 // the bit patterns as integers: for non-negative floats their order is the values' order.
-void power_to_db_in_place(float* values, int64_t n, const MelParams& p, double* ref_used) {
+// to_unit: the clipped dB also mapped onto [−1, 1] (db_to_unit, mel_image's last step without a resize)
+// in the clip's pass rather than one of its own.
+DS_AVX2_CLONES void power_to_db_in_place(float* values, int64_t n, const MelParams& p, double* ref_used,
+                                         bool to_unit = false) {
   float largest = 0.0f;
   for (int64_t i = 0; i < n; ++i) largest = std::max(largest, values[i]);
   const double ref = p.ref >= 0 ? p.ref : static_cast<double>(largest);
@@ -223,7 +259,10 @@ void power_to_db_in_place(float* values, int64_t n, const MelParams& p, double* 
     std::memcpy(&clamped, &bits, sizeof clamped);
     values[i] = db_per_ln * ln_positive(clamped) - ref_db;
   }
-  for (int64_t i = 0; i < n; ++i) values[i] = std::max(values[i], floor_db);
+  if (to_unit)
+    for (int64_t i = 0; i < n; ++i) values[i] = static_cast<float>(db_to_unit(std::max(values[i], floor_db), p.top_db));
+  else
+    for (int64_t i = 0; i < n; ++i) values[i] = std::max(values[i], floor_db);
 }
 
 }  // namespace
@@ -372,55 +411,82 @@ std::vector<float> power_to_db(const float* mel_power, int64_t n, const MelParam
   return db;
 }
 
-std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, const float* filterbank) {
-  std::vector<float> own;
-  if (!filterbank) {
-    own = mel_filterbank(p);
-    filterbank = own.data();
+MelFilterBands mel_filter_bands(const float* filterbank, int n_mels, int n_freqs) {
+  MelFilterBands bands;
+  bands.begin.resize(static_cast<size_t>(n_mels));
+  bands.end.resize(static_cast<size_t>(n_mels));
+  bands.offset.resize(static_cast<size_t>(n_mels));
+  for (int m = 0; m < n_mels; ++m) {
+    const float* row = filterbank + static_cast<int64_t>(m) * n_freqs;
+    int b = 0, e = n_freqs;
+    while (b < n_freqs && row[b] == 0.0f) ++b;
+    while (e > b && row[e - 1] == 0.0f) --e;
+    bands.begin[static_cast<size_t>(m)] = b;
+    bands.end[static_cast<size_t>(m)] = e;
+    bands.offset[static_cast<size_t>(m)] = bands.weights.size();
+    for (int f = b; f < e; ++f) bands.weights.push_back(static_cast<double>(row[f]));
   }
-  // stft_power then mel_project, one frame at a time: each frame is windowed straight from x (padding
-  // made on the fly for the few edge frames), transformed, squared and projected onto its non-zero
-  // filter bands while it is still in cache. The slice-sized padded signal and power spectrogram
-  // (2 MB at the default layout) are never made: allocating and faulting them in was a third of a
-  // slice's time. The arithmetic is the unfused path's, operation for operation (same window, same FFT
-  // plan on FFTW-aligned arrays, same float power widened to double, same double accumulation order),
-  // so the result is bit-identical to mel_project(stft_power(x)) (tests/test_unit_mel_cpu.cpp checks it).
+  return bands;
+}
+
+MelCpu::MelCpu(const MelParams& p, const float* filterbank) : p_(p) {
+  check_stft_layout(p);
+  filterbank_ = filterbank ? std::vector<float>(filterbank, filterbank + static_cast<size_t>(p.n_mels) * p.n_freqs())
+                           : mel_filterbank(p);
+  const std::vector<double> window = stft_window(p);
+  window_.assign(window.begin(), window.end());
+  bands_ = mel_filter_bands(filterbank_.data(), p.n_mels, p.n_freqs());
+  r2c_plan(p.n_fft);  // planned here rather than inside the first slice
+}
+
+std::vector<float> MelCpu::power(const float* x, int64_t L) const {
+  // stft_power then mel_project, kFrameBlock frames at a time: each frame is windowed straight from x
+  // (padding made on the fly for the few edge frames), transformed and squared into the block's power, and
+  // the block is projected onto the non-zero filter bands while it is still in cache. The
+  // slice-sized padded signal and power spectrogram (2 MB at the default layout) are never made. The
+  // arithmetic is the unfused path's, operation for operation (same window, same FFT plan on
+  // FFTW-aligned arrays, same float power widened to double, same project_block), so the result is
+  // bit-identical to mel_project(stft_power(x)) (tests/test_unit_mel_cpu.cpp checks it).
+  const MelParams& p = p_;
   check_stft_params(p, L);
-  const int n_fft = p.n_fft, n_freqs = p.n_freqs(), n_mels = p.n_mels;
+  const int n_fft = p.n_fft, n_freqs = p.n_freqs();
   const int64_t frames = p.stft_frames(L);
   const int64_t pad = p.center ? p.n_fft / 2 : 0;
   const bool reflect = p.pad_mode == "reflect";
-  const std::vector<double> window_d = stft_window(p);
-  const std::vector<float> window(window_d.begin(), window_d.end());
-  const FilterBands bands = filter_bands(filterbank, n_mels, n_freqs);
-  std::vector<float> mel(static_cast<size_t>(n_mels * frames));
+  const float* window = window_.data();
+  std::vector<float> mel(static_cast<size_t>(p.n_mels * frames));
   const fftwf_plan plan = r2c_plan(n_fft);
+  const int64_t blocks = (frames + kFrameBlock - 1) / kFrameBlock;
 #pragma omp parallel
   {
     float* frame = fftwf_alloc_real(static_cast<size_t>(n_fft));
     fftwf_complex* spectrum = fftwf_alloc_complex(static_cast<size_t>(n_freqs));
-    std::vector<double> power(static_cast<size_t>(n_freqs));
+    std::vector<double> block(static_cast<size_t>(kFrameBlock) * n_freqs, 0.0);  // kFrameBlock frames' power
+    std::vector<double> totals(static_cast<size_t>(p.n_mels) * kFrameBlock);
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < frames; ++t) {
-      const int64_t start = t * p.hop - pad;  // index into x of the frame's first sample
-      if (start >= 0 && start + n_fft <= L) {
-        const float* src = x + start;
-        for (int n = 0; n < n_fft; ++n) frame[n] = window[static_cast<size_t>(n)] * src[n];
-      } else {  // an edge frame: padded_signal's value of every sample
-        for (int n = 0; n < n_fft; ++n) {
-          int64_t i = start + n;
-          float v = 0.0f;
-          if (i >= 0 && i < L)
-            v = x[i];
-          else if (reflect)
-            v = x[i < 0 ? -i : 2 * (L - 1) - i];
-          frame[n] = window[static_cast<size_t>(n)] * v;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t t0 = blk * kFrameBlock;
+      const int count = static_cast<int>(std::min<int64_t>(kFrameBlock, frames - t0));
+      for (int j = 0; j < count; ++j) {
+        const int64_t start = (t0 + j) * p.hop - pad;  // index into x of the frame's first sample
+        if (start >= 0 && start + n_fft <= L) {
+          window_frame(frame, window, x + start, n_fft);
+        } else {  // an edge frame: padded_signal's value of every sample
+          for (int n = 0; n < n_fft; ++n) {
+            int64_t i = start + n;
+            float v = 0.0f;
+            if (i >= 0 && i < L)
+              v = x[i];
+            else if (reflect)
+              v = x[i < 0 ? -i : 2 * (L - 1) - i];
+            frame[n] = window[n] * v;
+          }
         }
+        fftwf_execute_dft_r2c(plan, frame, spectrum);
+        frame_power(block.data() + static_cast<size_t>(j) * n_freqs, spectrum, n_freqs);
       }
-      fftwf_execute_dft_r2c(plan, frame, spectrum);
-      for (int k = 0; k < n_freqs; ++k)  // |X|² in float, as stft_power stores it
-        power[static_cast<size_t>(k)] = spectrum[k][0] * spectrum[k][0] + spectrum[k][1] * spectrum[k][1];
-      project_frame(mel.data() + t, frames, bands, power.data());
+      project_block(totals.data(), bands_, block.data(), n_freqs);
+      store_block(mel.data() + t0, frames, count, p.n_mels, totals.data());
     }
     fftwf_free(spectrum);
     fftwf_free(frame);
@@ -428,11 +494,19 @@ std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, cons
   return mel;
 }
 
+std::vector<float> MelCpu::db(const float* x, int64_t L, double* ref_used) const {
+  std::vector<float> mel = power(x, L);
+  power_to_db_in_place(mel.data(), static_cast<int64_t>(mel.size()), p_, ref_used);
+  return mel;
+}
+
+std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, const float* filterbank) {
+  return MelCpu(p, filterbank).power(x, L);
+}
+
 std::vector<float> mel_spectrogram_db(const float* x, int64_t L, const MelParams& p, double* ref_used,
                                       const float* filterbank) {
-  std::vector<float> mel = mel_power(x, L, p, filterbank);
-  power_to_db_in_place(mel.data(), static_cast<int64_t>(mel.size()), p, ref_used);
-  return mel;
+  return MelCpu(p, filterbank).db(x, L, ref_used);
 }
 
 ResizeTaps antialias_resize_taps(int in_size, int out_size) {
@@ -493,20 +567,27 @@ void resize_image_antialiased(float* out, const float* in, int in_h, int in_w, i
     }
 }
 
-std::vector<float> mel_image(const float* x, int64_t L, const MelParams& p, double* ref_used,
-                             const float* filterbank) {
+std::vector<float> MelCpu::image(const float* x, int64_t L, double* ref_used) const {
+  const MelParams& p = p_;
   const int64_t frames = p.stft_frames(L);
   if (!p.resize_h && frames != p.frames)
     throw std::invalid_argument("a slice of " + std::to_string(L) + " samples gives " + std::to_string(frames) +
                                 " STFT frames, the layout expects --frames " + std::to_string(p.frames));
-  std::vector<float> db = mel_spectrogram_db(x, L, p, ref_used, filterbank);
-  if (p.resize_h) {
-    std::vector<float> resized(static_cast<size_t>(p.resize_h) * p.resize_w);
-    resize_image_antialiased(resized.data(), db.data(), p.n_mels, static_cast<int>(frames), p.resize_h, p.resize_w);
-    db.swap(resized);
+  std::vector<float> image = power(x, L);
+  if (!p.resize_h) {
+    power_to_db_in_place(image.data(), static_cast<int64_t>(image.size()), p, ref_used, /*to_unit=*/true);
+    return image;
   }
-  for (float& v : db) v = static_cast<float>(db_to_unit(v, p.top_db));
-  return db;
+  power_to_db_in_place(image.data(), static_cast<int64_t>(image.size()), p, ref_used);
+  std::vector<float> resized(static_cast<size_t>(p.resize_h) * p.resize_w);
+  resize_image_antialiased(resized.data(), image.data(), p.n_mels, static_cast<int>(frames), p.resize_h, p.resize_w);
+  for (float& v : resized) v = static_cast<float>(db_to_unit(v, p.top_db));
+  return resized;
+}
+
+std::vector<float> mel_image(const float* x, int64_t L, const MelParams& p, double* ref_used,
+                             const float* filterbank) {
+  return MelCpu(p, filterbank).image(x, L, ref_used);
 }
 
 }  // namespace ds

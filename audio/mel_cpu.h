@@ -34,7 +34,8 @@ std::vector<float> mel_filterbank(const MelParams& p);
 std::vector<float> stft_power(const float* x, int64_t L, const MelParams& p);
 std::vector<double> stft_power(const double* x, int64_t L, const MelParams& p);
 
-// mel[m, t] = Σ_f filterbank[m, f]·power[t, f] (accumulated in double), n_mels × frames.
+// mel[m, t] = Σ_f filterbank[m, f]·power[t, f] over row m's non-zero band, accumulated in double (the
+// band's even and odd bins in two sums, added at the end), n_mels × frames.
 std::vector<float> mel_project(const float* filterbank, const float* power, int64_t frames, const MelParams& p);
 std::vector<double> mel_project(const float* filterbank, const double* power, int64_t frames, const MelParams& p);
 
@@ -47,12 +48,41 @@ std::vector<float> power_to_db(const double* mel_power, int64_t n, const MelPara
 std::vector<float> power_to_db(const float* mel_power, int64_t n, const MelParams& p, double* ref_used);
 
 // Mel power (n_mels × frames) and its dB image of one slice, the librosa pipeline end to end.
-// filterbank: mel_filterbank(p) computed once by a caller doing many slices (it costs about a tenth of
-// a 10 s slice); null: computed here. mel_power is mel_project(stft_power(x)) bit for bit, computed
-// one frame at a time (no slice-sized intermediate buffers).
+// filterbank: mel_filterbank(p), or null: computed here. These free functions prepare a MelCpu per call
+// (filterbank, its bands, window: at the default layout more than half as much work as the slice
+// itself); a caller doing many slices keeps one MelCpu instead. mel_power is mel_project(stft_power(x))
+// bit for bit.
 std::vector<float> mel_power(const float* x, int64_t L, const MelParams& p, const float* filterbank = nullptr);
 std::vector<float> mel_spectrogram_db(const float* x, int64_t L, const MelParams& p, double* ref_used,
                                       const float* filterbank = nullptr);
+
+// The filterbank as the CPU projection reads it: row m's non-zero band, columns begin[m] .. end[m] − 1,
+// its weights widened to double (packed row after row from offset[m]).
+struct MelFilterBands {
+  std::vector<int> begin, end;
+  std::vector<size_t> offset;
+  std::vector<double> weights;
+};
+MelFilterBands mel_filter_bands(const float* filterbank, int n_mels, int n_freqs);
+
+// The CPU mel pipeline of one layout, prepared once: the window, the filterbank and its bands, the FFT
+// plan. What dataset preparation and the bench keep for all their slices; thread-safe (const).
+// power / db / image are mel_power / mel_spectrogram_db / mel_image of one slice x of L samples.
+class MelCpu {
+ public:
+  explicit MelCpu(const MelParams& p, const float* filterbank = nullptr);
+  const MelParams& params() const { return p_; }
+  const std::vector<float>& filterbank() const { return filterbank_; }
+  std::vector<float> power(const float* x, int64_t L) const;
+  std::vector<float> db(const float* x, int64_t L, double* ref_used) const;
+  std::vector<float> image(const float* x, int64_t L, double* ref_used) const;
+
+ private:
+  MelParams p_;
+  std::vector<float> filterbank_;
+  std::vector<float> window_;  // stft_window at n_fft points, float
+  MelFilterBands bands_;
+};
 
 // The antialiased resize along one axis, as PyTorch's F.interpolate(mode='bilinear', antialias=True,
 // align_corners=False) and PIL's BILINEAR resample compute it (aten/src/ATen/native/cpu/UpSampleKernel.cpp,

@@ -372,6 +372,9 @@ class DecodePool {
 class MelBatcher {
  public:
   MelBatcher(const MelParams& p, Device device, int64_t max_slices) : p_(p), device_(device), max_(max_slices) {
+    // The CPU path's filterbank, bands, window and FFT plan, prepared once for all slices (made per slice
+    // before issue 9: a filterbank and its bands rebuilt for each 10 s slice).
+    if (device_ == Device::CPU) cpu_ = std::make_unique<MelCpu>(p_);
     if (device_ == Device::CUDA) {
       gpu_ = std::make_unique<MelGpu>(p_, max_);
       d_audio_ = DeviceBuffer<float>(static_cast<size_t>(max_ * p_.slice_samples()));
@@ -393,7 +396,7 @@ class MelBatcher {
     } else {
       for (int64_t s = 0; s < n; ++s) {
         double ref = 0.0;
-        const std::vector<float> img = mel_image(audio + s * L, L, p_, &ref);
+        const std::vector<float> img = cpu_->image(audio + s * L, L, &ref);
         std::copy(img.begin(), img.end(), images + s * image_size());
         ref_db[s] = 10.0 * std::log10(std::max(ref, p_.amin));
       }
@@ -404,6 +407,7 @@ class MelBatcher {
   MelParams p_;
   Device device_;
   int64_t max_;
+  std::unique_ptr<MelCpu> cpu_;
   std::unique_ptr<MelGpu> gpu_;
   DeviceBuffer<float> d_audio_, d_images_, d_refs_;
 };

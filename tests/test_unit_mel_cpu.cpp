@@ -251,6 +251,40 @@ TEST_CASE("unit mel fused frame loop and sparse bands") {
   }
 }
 
+TEST_CASE("unit mel prepared MelCpu is the free functions, slice after slice") {
+  // MelCpu prepares the filterbank, its bands, the window and the plan once; the free functions make one
+  // per call. Same arithmetic, so bit-identical, for every fixture case, on two different slices through
+  // the same MelCpu (nothing of one slice leaks into the next; 13 frames at hop 431: a block of 8 frames
+  // and a partial one of 5). mel_image without a resize maps onto [−1, 1] in the dB clip's pass: the same bits as
+  // db_to_unit of mel_spectrogram_db.
+  const std::vector<float> x = fixture_input();
+  const int64_t L = static_cast<int64_t>(x.size()) / 2;
+  for (const std::string name : {"default", "seed", "htk_none", "reflect"}) {
+    CAPTURE(name);
+    MelParams p = fixture_params(name);
+    p.frames = static_cast<int>(p.stft_frames(L));  // mel_image checks the layout's frame count
+    const MelCpu mel(p);
+    CHECK(mel.filterbank() == mel_filterbank(p));
+    for (int64_t start : {int64_t(0), L}) {
+      CAPTURE(start);
+      const float* slice = x.data() + start;
+      double ref_prepared = -1, ref_free = -2;
+      CHECK(mel.power(slice, L) == mel_power(slice, L, p));
+      const std::vector<float> db = mel.db(slice, L, &ref_prepared);
+      CHECK(db == mel_spectrogram_db(slice, L, p, &ref_free));
+      CHECK(ref_prepared == ref_free);
+      const std::vector<float> image = mel.image(slice, L, &ref_prepared);
+      CHECK(image == mel_image(slice, L, p, &ref_free));
+      CHECK(ref_prepared == ref_free);
+      REQUIRE(image.size() == db.size());
+      int64_t mapped_differently = 0;
+      for (size_t i = 0; i < db.size(); ++i)
+        mapped_differently += image[i] != static_cast<float>(db_to_unit(db[i], p.top_db));
+      CHECK(mapped_differently == 0);
+    }
+  }
+}
+
 TEST_CASE("unit mel librosa dB") {
   const std::vector<float> x = fixture_input();
   const int64_t L = static_cast<int64_t>(x.size());

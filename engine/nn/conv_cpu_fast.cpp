@@ -23,7 +23,8 @@
 // Three shortcuts where the general column path spent its time in copies (perf, dcgan64 at one thread:
 // col2im 13 %, im2col 9 % of the step): col2im for 4×4/stride 2/pad 1 gathers each pixel's four entries
 // instead of sixteen read-modify-write passes over the plane; im2col for output widths under 16 gathers
-// from zero-bordered copies through an offset table; a kernel that covers the whole image (D's last
+// from zero-bordered copies (split into their four even/odd phases when both strides are 2, so each output
+// row is one contiguous copy; otherwise through an offset table); a kernel that covers the whole image (D's last
 // layer, G's first) is a single GEMM on the tensors as they lie. All three give the same values in the
 // same order of operations as the general path, except the last (a GEMM of another shape; its own
 // summation order, fixed by the shapes).
@@ -158,6 +159,41 @@ void pad_images(float* padded, const float* images, int count, const ColumnGeome
   }
 }
 
+// Stride 2 along both axes: the zero-bordered planes of pad_images, each split into its four phases
+// (even/odd row × even/odd column), phases[jc][a][b][i][j] = padded[jc][2i + a][2j + b] on a PhaseExtent
+// grid. Tap (r, t) of position (p, q) reads padded row 2p + r, column 2q + t, which is phase
+// (r & 1, t & 1) at (p + r/2, q + t/2): for a fixed tap, an output row is a contiguous run of its phase,
+// so im2col copies runs instead of gathering element by element through the offset table.
+struct PhaseExtent {
+  int height, width;  // of one phase
+  size_t plane() const { return size_t(height) * width; }
+};
+PhaseExtent phase_extent(const PaddedExtent& e) { return {(e.height + 1) / 2, (e.width + 1) / 2}; }
+bool stride2_both(const ColumnGeometry& g) { return g.stride_h == 2 && g.stride_w == 2; }
+void split_phases(float* phases, const float* images, int count, const ColumnGeometry& g, const PhaseExtent& e) {
+  const int planes = count * g.channels;
+  const size_t phase = e.plane();
+#pragma omp parallel for schedule(static) if (size_t(planes) * 4 * phase > size_t(kParallelElements))
+  for (int jc = 0; jc < planes; ++jc) {
+    const float* src = images + size_t(jc) * g.height * g.width;
+    float* dst = phases + size_t(jc) * 4 * phase;
+    std::fill(dst, dst + 4 * phase, 0.0f);
+    for (int h = 0; h < g.height; ++h) {
+      const int ph = h + g.pad_h;
+      // image column w lies at padded column w + pad_w: phase (w + pad_w) & 1, index (w + pad_w) >> 1
+      float* even_w = dst + size_t((ph & 1) * 2 + (g.pad_w & 1)) * phase + size_t(ph >> 1) * e.width;
+      float* odd_w = dst + size_t((ph & 1) * 2 + ((g.pad_w + 1) & 1)) * phase + size_t(ph >> 1) * e.width;
+      const float* row = src + size_t(h) * g.width;
+      int w = 0;
+      for (; w + 1 < g.width; w += 2) {
+        even_w[(w + g.pad_w) >> 1] = row[w];
+        odd_w[(w + 1 + g.pad_w) >> 1] = row[w + 1];
+      }
+      if (w < g.width) even_w[(w + g.pad_w) >> 1] = row[w];
+    }
+  }
+}
+
 // Below this output width im2col gathers each row of the column matrix from zero-bordered copies of the
 // images through a table of source offsets (one loop over all positions of an image, no bounds test)
 // instead of a loop per output row: the deep DCGAN layers have 4×4 to 8×32 maps, where per-row loops of
@@ -173,6 +209,28 @@ constexpr int kTableBelowWidth = 16;
 void im2col(float* cols, float* padded, int* offsets, const float* images, int count, const ColumnGeometry& g) {
   const int rows = g.rows(), PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
+  if (g.out_w < kTableBelowWidth && stride2_both(g)) {
+    const PhaseExtent e = phase_extent(padded_extent(g));
+    split_phases(padded, images, count, g, e);
+    // Rows are independent (each written once, from the phases): parallel.
+#pragma omp parallel for schedule(static) if (size_t(rows) * ld > size_t(kParallelElements))
+    for (int row = 0; row < rows; ++row) {
+      const int c = row / (g.R * g.S), r = (row / g.S) % g.R, t = row % g.S;
+      for (int j = 0; j < count; ++j) {
+        const float* phase = padded + ((size_t(j) * g.channels + c) * 4 + (r & 1) * 2 + (t & 1)) * e.plane() +
+                             size_t(r >> 1) * e.width + (t >> 1);
+        float* dst = cols + row * ld + size_t(j) * PQ;
+        for (int p = 0; p < g.out_h; ++p, dst += g.out_w, phase += e.width)
+          if (g.out_w == 4)  // the DCGAN's 4×4 and 4×16 maps: a constant trip count, one vector copy
+            std::memcpy(dst, phase, 4 * sizeof(float));
+          else if (g.out_w == 8)
+            std::memcpy(dst, phase, 8 * sizeof(float));
+          else
+            std::memcpy(dst, phase, size_t(g.out_w) * sizeof(float));
+      }
+    }
+    return;
+  }
   if (g.out_w < kTableBelowWidth) {
     const PaddedExtent e = padded_extent(g);
     pad_images(padded, images, count, g, e);
@@ -225,7 +283,8 @@ void im2col(float* cols, float* padded, int* offsets, const float* images, int c
 // The bordered-copy scratch im2col needs for a chunk of up to nb images (none from kTableBelowWidth on).
 float* padded_scratch(Scratch& sc, const ColumnGeometry& g, int nb) {
   if (g.out_w >= kTableBelowWidth) return nullptr;
-  return grow(sc.padded, padded_extent(g).plane() * g.channels * size_t(nb));
+  const size_t plane = stride2_both(g) ? 4 * phase_extent(padded_extent(g)).plane() : padded_extent(g).plane();
+  return grow(sc.padded, plane * g.channels * size_t(nb));
 }
 
 // col2im for stride_w 2: the plane is accumulated with each row split into its even columns followed

@@ -9,8 +9,9 @@
 //   gemm_adjoint:  image = col2im(wᵀ · in)         Conv2d backward-data, ConvTranspose2d forward
 //   gemm_filter:   dw  += in · cols(image)ᵀ        both backward-filters (in = dy resp. x)
 //
-// Groups: the batch is cut into groups of images as large as the scratch budget allows (the size depends
-// only on N and the layer), so a GEMM has as many columns as memory permits. The groups run one after
+// Groups: the batch is cut into groups of images (chunk_images: the size depends only on N and the layer),
+// each with enough columns that re-packing the weights per group stays cheap and otherwise small enough
+// that its column matrix stays in cache between im2col and the GEMM (or the GEMM and col2im). The groups run one after
 // another; inside a group every phase is parallel: the im2col/col2im and layout copies over rows or
 // planes, and the GEMM cut into a fixed number of pieces along its longer side (parallel_sgemm), each
 // piece a single-threaded sgemm on an OpenMP thread. Why not one group per thread, as before: the deep
@@ -22,7 +23,8 @@
 // Three shortcuts where the general column path spent its time in copies (perf, dcgan64 at one thread:
 // col2im 13 %, im2col 9 % of the step): col2im for 4×4/stride 2/pad 1 gathers each pixel's four entries
 // instead of sixteen read-modify-write passes over the plane; im2col for output widths under 16 gathers
-// from zero-bordered copies through an offset table; a kernel that covers the whole image (D's last
+// from zero-bordered copies (split into their four even/odd phases when both strides are 2, so each output
+// row is one contiguous copy; otherwise through an offset table); a kernel that covers the whole image (D's last
 // layer, G's first) is a single GEMM on the tensors as they lie. All three give the same values in the
 // same order of operations as the general path, except the last (a GEMM of another shape; its own
 // summation order, fixed by the shapes).
@@ -66,7 +68,7 @@ ColumnGeometry transpose_geometry(const ConvShape& s) {  // ConvTranspose2d: ima
 
 // Scratch that grows to the largest layer once and is then reused: a step allocates nothing.
 struct Scratch {
-  std::vector<float> cols, matrix, plane, padded;
+  std::vector<float> cols, matrix, plane, padded, partial;
   std::vector<int> offsets;
 };
 Scratch& scratch() {
@@ -82,13 +84,32 @@ int* grow_offsets(std::vector<int>& v, size_t n) {
   return v.data();
 }
 
-// Column matrix plus the matrix-side copy of a chunk stay under ~32 MB: big enough that every
-// DCGAN layer's GEMM has thousands of columns, small enough to stay friendly to memory.
-size_t chunk_budget_floats = size_t(8) << 20;
+// How many images a group takes: as few as keep OpenBLAS's re-packing of the weight side cheap, and
+// otherwise as many as stay in a core's L2. A group's GEMM reads (or, for the adjoint, writes) a column
+// matrix of rows × (images·positions) floats, which im2col wrote just before (or col2im reads just after),
+// and re-packs the weight side (matrix_rows × rows floats) once per group. Against the column side that
+// re-pack costs matrix_rows / columns, so kMinColumnsPerMatrixRow = 4 columns per matrix row keep it at a
+// quarter of the column traffic; more images than that only made the column matrix fall out of the caches
+// between the two passes (measured, dcgan64 batch 64, one thread, every layer's three products summed,
+// interleaved in one process on the loaded shared machine: groups of up to 8 Mi floats 4.0–4.8 s, L2-sized
+// groups with ≥ 4 columns per matrix row 3.6–4.0 s; 2 or 8 columns per row were no better). kCapFloats bounds a group that the weight rule
+// alone would make huge (mel128x512's deep layers: 8192 rows × 64 positions × 64 images = 128 MB).
+constexpr size_t kCacheFloats = size_t(128) << 10;  // 512 KB
+constexpr size_t kCapFloats = size_t(8) << 20;      // 32 MB
+constexpr size_t kMinColumnsPerMatrixRow = 4;
+size_t chunk_budget_override = 0;  // set_chunk_budget_floats: tests only; 0 = the rule above
 
-int chunk_images(int N, const ColumnGeometry& g, int matrix_rows) {
-  const size_t per_image = (size_t(g.rows()) + size_t(matrix_rows)) * g.positions();
-  return int(std::clamp<size_t>(chunk_budget_floats / std::max<size_t>(per_image, 1), 1, size_t(N)));
+// `accumulating`: backward-weight, whose groups add onto one dw in turn and so run one after another, each
+// spread over the threads (a few barriers per group): it keeps the large groups, so that at 2 threads on
+// a loaded machine the barriers do not multiply (measured: small groups there took dcgan64 from 7.5 to
+// 2.8 images/s while forward and backward-data, run group-parallel, do not need barriers per group).
+int chunk_images(int N, const ColumnGeometry& g, int matrix_rows, bool accumulating = false) {
+  const size_t per_image = std::max<size_t>((size_t(g.rows()) + size_t(matrix_rows)) * g.positions(), 1);
+  if (chunk_budget_override) return int(std::clamp<size_t>(chunk_budget_override / per_image, 1, size_t(N)));
+  if (accumulating) return int(std::clamp<size_t>(kCapFloats / per_image, 1, size_t(N)));
+  const size_t for_weights = (kMinColumnsPerMatrixRow * size_t(matrix_rows) + g.positions() - 1) / g.positions();
+  const size_t images = std::max(kCacheFloats / per_image, std::min(for_weights, kCapFloats / per_image));
+  return int(std::clamp<size_t>(images, 1, size_t(N)));
 }
 
 // Element count above which a copy loop runs on several threads (below, a parallel region costs more).
@@ -143,6 +164,41 @@ void pad_images(float* padded, const float* images, int count, const ColumnGeome
   }
 }
 
+// Stride 2 along both axes: the zero-bordered planes of pad_images, each split into its four phases
+// (even/odd row × even/odd column), phases[jc][a][b][i][j] = padded[jc][2i + a][2j + b] on a PhaseExtent
+// grid. Tap (r, t) of position (p, q) reads padded row 2p + r, column 2q + t, which is phase
+// (r & 1, t & 1) at (p + r/2, q + t/2): for a fixed tap, an output row is a contiguous run of its phase,
+// so im2col copies runs instead of gathering element by element through the offset table.
+struct PhaseExtent {
+  int height, width;  // of one phase
+  size_t plane() const { return size_t(height) * width; }
+};
+PhaseExtent phase_extent(const PaddedExtent& e) { return {(e.height + 1) / 2, (e.width + 1) / 2}; }
+bool stride2_both(const ColumnGeometry& g) { return g.stride_h == 2 && g.stride_w == 2; }
+void split_phases(float* phases, const float* images, int count, const ColumnGeometry& g, const PhaseExtent& e) {
+  const int planes = count * g.channels;
+  const size_t phase = e.plane();
+#pragma omp parallel for schedule(static) if (size_t(planes) * 4 * phase > size_t(kParallelElements))
+  for (int jc = 0; jc < planes; ++jc) {
+    const float* src = images + size_t(jc) * g.height * g.width;
+    float* dst = phases + size_t(jc) * 4 * phase;
+    std::fill(dst, dst + 4 * phase, 0.0f);
+    for (int h = 0; h < g.height; ++h) {
+      const int ph = h + g.pad_h;
+      // image column w lies at padded column w + pad_w: phase (w + pad_w) & 1, index (w + pad_w) >> 1
+      float* even_w = dst + size_t((ph & 1) * 2 + (g.pad_w & 1)) * phase + size_t(ph >> 1) * e.width;
+      float* odd_w = dst + size_t((ph & 1) * 2 + ((g.pad_w + 1) & 1)) * phase + size_t(ph >> 1) * e.width;
+      const float* row = src + size_t(h) * g.width;
+      int w = 0;
+      for (; w + 1 < g.width; w += 2) {
+        even_w[(w + g.pad_w) >> 1] = row[w];
+        odd_w[(w + 1 + g.pad_w) >> 1] = row[w + 1];
+      }
+      if (w < g.width) even_w[(w + g.pad_w) >> 1] = row[w];
+    }
+  }
+}
+
 // Below this output width im2col gathers each row of the column matrix from zero-bordered copies of the
 // images through a table of source offsets (one loop over all positions of an image, no bounds test)
 // instead of a loop per output row: the deep DCGAN layers have 4×4 to 8×32 maps, where per-row loops of
@@ -158,6 +214,28 @@ constexpr int kTableBelowWidth = 16;
 void im2col(float* cols, float* padded, int* offsets, const float* images, int count, const ColumnGeometry& g) {
   const int rows = g.rows(), PQ = g.positions();
   const size_t ld = size_t(count) * PQ;
+  if (g.out_w < kTableBelowWidth && stride2_both(g)) {
+    const PhaseExtent e = phase_extent(padded_extent(g));
+    split_phases(padded, images, count, g, e);
+    // Rows are independent (each written once, from the phases): parallel.
+#pragma omp parallel for schedule(static) if (size_t(rows) * ld > size_t(kParallelElements))
+    for (int row = 0; row < rows; ++row) {
+      const int c = row / (g.R * g.S), r = (row / g.S) % g.R, t = row % g.S;
+      for (int j = 0; j < count; ++j) {
+        const float* phase = padded + ((size_t(j) * g.channels + c) * 4 + (r & 1) * 2 + (t & 1)) * e.plane() +
+                             size_t(r >> 1) * e.width + (t >> 1);
+        float* dst = cols + row * ld + size_t(j) * PQ;
+        for (int p = 0; p < g.out_h; ++p, dst += g.out_w, phase += e.width)
+          if (g.out_w == 4)  // the DCGAN's 4×4 and 4×16 maps: a constant trip count, one vector copy
+            std::memcpy(dst, phase, 4 * sizeof(float));
+          else if (g.out_w == 8)
+            std::memcpy(dst, phase, 8 * sizeof(float));
+          else
+            std::memcpy(dst, phase, size_t(g.out_w) * sizeof(float));
+      }
+    }
+    return;
+  }
   if (g.out_w < kTableBelowWidth) {
     const PaddedExtent e = padded_extent(g);
     pad_images(padded, images, count, g, e);
@@ -210,7 +288,8 @@ void im2col(float* cols, float* padded, int* offsets, const float* images, int c
 // The bordered-copy scratch im2col needs for a chunk of up to nb images (none from kTableBelowWidth on).
 float* padded_scratch(Scratch& sc, const ColumnGeometry& g, int nb) {
   if (g.out_w >= kTableBelowWidth) return nullptr;
-  return grow(sc.padded, padded_extent(g).plane() * g.channels * size_t(nb));
+  const size_t plane = stride2_both(g) ? 4 * phase_extent(padded_extent(g)).plane() : padded_extent(g).plane();
+  return grow(sc.padded, plane * g.channels * size_t(nb));
 }
 
 // col2im for stride_w 2: the plane is accumulated with each row split into its even columns followed
@@ -395,9 +474,14 @@ void gemm_forward(float* out, const float* images, const float* w, int N, int ou
     parallel_sgemm(CblasNoTrans, CblasTrans, N, out_rows, rows, images, rows, w, rows, 0.0f, out, out_rows);
     return;
   }
-  Scratch& sc = scratch();
-  for (int n0 = 0; n0 < N; n0 += nb) {
-    const int b = std::min(nb, N - n0);
+  // Groups write disjoint outputs: with several, they run on the OpenMP threads, each group's phases on
+  // its thread alone (nested regions stay inactive), so a thread takes a barrier per op, not per group;
+  // each group's arithmetic is the same whichever thread runs it.
+  const int groups = (N + nb - 1) / nb;
+#pragma omp parallel for schedule(static) if (groups > 1)
+  for (int group = 0; group < groups; ++group) {
+    Scratch& sc = scratch();
+    const int n0 = group * nb, b = std::min(nb, N - n0);
     float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     float* out_chunk = out + size_t(n0) * out_rows * PQ;
     im2col(cols, padded_scratch(sc, g, nb), grow_offsets(sc.offsets, PQ),
@@ -416,9 +500,11 @@ void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_
     parallel_sgemm(CblasNoTrans, CblasNoTrans, N, rows, in_rows, in, in_rows, w, rows, 0.0f, images, rows);
     return;
   }
-  Scratch& sc = scratch();
-  for (int n0 = 0; n0 < N; n0 += nb) {
-    const int b = std::min(nb, N - n0);
+  const int groups = (N + nb - 1) / nb;  // disjoint outputs: on the threads, as in gemm_forward
+#pragma omp parallel for schedule(static) if (groups > 1)
+  for (int group = 0; group < groups; ++group) {
+    Scratch& sc = scratch();
+    const int n0 = group * nb, b = std::min(nb, N - n0);
     float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
     const float* in_chunk = in + size_t(n0) * in_rows * PQ;
     const float* src = in_chunk;
@@ -434,6 +520,13 @@ void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_
 
 // dw (in_rows × g.rows()) += in · im2col(images)ᵀ, in N × in_rows × positions. Each group adds its
 // product onto dw (beta 1), groups in batch order.
+// Backward-weight's groups all add onto dw, so they are dealt to two fixed lanes (groups 0, 2, 4, … onto
+// dw itself, groups 1, 3, 5, … onto a zeroed partial, each lane in group order) and the partial is added
+// to dw at the end: the sums depend only on the shapes. At 2 threads the lanes run side by side (each
+// group on its thread alone: no barriers per group, which on a loaded machine waited for descheduled
+// threads); at 1 thread or more than 2 they run one after the other with every phase spread over the
+// threads. Same arithmetic either way.
+constexpr int kFilterLanes = 2;
 void gemm_filter(float* dw, const float* in, const float* images, int N, int in_rows, const ColumnGeometry& g) {
   const int nb = chunk_images(N, g, in_rows), PQ = g.positions(), rows = g.rows();
   SingleThreadedBlas one_thread;
@@ -441,28 +534,49 @@ void gemm_filter(float* dw, const float* in, const float* images, int N, int in_
     parallel_sgemm(CblasTrans, CblasNoTrans, in_rows, rows, N, in, in_rows, images, rows, 1.0f, dw, rows);
     return;
   }
-  Scratch& sc = scratch();
-  for (int n0 = 0; n0 < N; n0 += nb) {
-    const int b = std::min(nb, N - n0);
-    float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
-    const float* in_chunk = in + size_t(n0) * in_rows * PQ;
-    const float* src = in_chunk;
-    if (b > 1) {
-      float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
-      nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
-      src = matrix;
+  const int groups = (N + nb - 1) / nb;
+  const size_t dw_size = size_t(in_rows) * rows;
+  float* partial = nullptr;
+  if (groups > 1) {
+    partial = grow(scratch().partial, dw_size);
+    std::fill(partial, partial + dw_size, 0.0f);
+  }
+  auto lane = [&](int l) {
+    Scratch& sc = scratch();
+    float* target = l == 0 ? dw : partial;
+    for (int group = l; group < groups; group += kFilterLanes) {
+      const int n0 = group * nb, b = std::min(nb, N - n0);
+      float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
+      const float* in_chunk = in + size_t(n0) * in_rows * PQ;
+      const float* src = in_chunk;
+      if (b > 1) {
+        float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
+        nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
+        src = matrix;
+      }
+      im2col(cols, padded_scratch(sc, g, nb), grow_offsets(sc.offsets, PQ),
+             images + size_t(n0) * g.image_size(), b, g);
+      parallel_sgemm(CblasNoTrans, CblasTrans, in_rows, rows, b * PQ, src, b * PQ, cols, b * PQ, 1.0f, target, rows);
     }
-    im2col(cols, padded_scratch(sc, g, nb), grow_offsets(sc.offsets, PQ),
-           images + size_t(n0) * g.image_size(), b, g);
-    parallel_sgemm(CblasNoTrans, CblasTrans, in_rows, rows, b * PQ, src, b * PQ, cols, b * PQ, 1.0f, dw, rows);
+  };
+  const int lanes = std::min(groups, kFilterLanes);
+  if (lanes == kFilterLanes && omp_get_max_threads() == kFilterLanes && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static) num_threads(kFilterLanes)
+    for (int l = 0; l < kFilterLanes; ++l) lane(l);
+  } else {
+    for (int l = 0; l < lanes; ++l) lane(l);
+  }
+  if (groups > 1) {
+#pragma omp parallel for schedule(static) if (dw_size > size_t(kParallelElements))
+    for (size_t i = 0; i < dw_size; ++i) dw[i] += partial[i];
   }
 }
 
 }  // namespace
 
 size_t set_chunk_budget_floats(size_t floats) {
-  const size_t previous = chunk_budget_floats;
-  chunk_budget_floats = floats;
+  const size_t previous = chunk_budget_override;
+  chunk_budget_override = floats;
   return previous;
 }
 

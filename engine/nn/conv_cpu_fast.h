@@ -19,9 +19,10 @@ void conv_transpose2d_forward(float* y, const float* x, const float* w, const Co
 void conv_transpose2d_backward_data(float* dx, const float* dy, const float* w, const ConvShape& shape);
 void conv_transpose2d_backward_filter(float* dw, const float* dy, const float* x, const ConvShape& shape);
 
-// How many floats one chunk of the batch may use for its column matrix and matrix copy (default 8 Mi
-// floats); returns the previous value. Only tests change it, to force several chunks with a remainder
-// and the one-image-per-chunk path on small shapes.
+// Replaces the rule that sizes the groups of the batch by a plain budget: each group takes as many images
+// as fit in `floats` floats of column matrix and matrix copy (at least one); 0 restores the rule. Returns
+// the previous value. Only tests set it, to force several groups with a remainder and the
+// one-image-per-group path on small shapes.
 size_t set_chunk_budget_floats(size_t floats);
 
 // The same six with the sizes spelled out, in the reference's argument order.

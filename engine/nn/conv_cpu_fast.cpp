@@ -423,6 +423,16 @@ void matrix_to_nchw(float* t, const float* matrix, int count, int rows, int posi
       std::memcpy(t + (size_t(j) * rows + m) * positions, matrix + (size_t(m) * count + j) * positions,
                   sizeof(float) * positions);
 }
+// A group's b images of `in` (N × in_rows × positions, starting at image n0) as the GEMM's
+// in_rows × (b·positions) operand: the tensor itself for one image, else staged in sc.matrix
+// (room for nb images, so the buffer is sized once per op).
+const float* group_as_matrix(Scratch& sc, const float* in, int n0, int b, int nb, int in_rows, int positions) {
+  const float* chunk = in + size_t(n0) * in_rows * positions;
+  if (b == 1) return chunk;
+  float* matrix = grow(sc.matrix, size_t(in_rows) * nb * positions);
+  nchw_to_matrix(matrix, chunk, b, in_rows, positions);
+  return matrix;
+}
 
 // The GEMM pieces: along its longer side (so the operand every piece re-packs is the smaller one: split
 // along N, each piece packs all of A, M·K floats; along M, all of B, K·N), a power of two up to 8 pieces
@@ -506,13 +516,7 @@ void gemm_adjoint(float* images, const float* in, const float* w, int N, int in_
     Scratch& sc = scratch();
     const int n0 = group * nb, b = std::min(nb, N - n0);
     float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
-    const float* in_chunk = in + size_t(n0) * in_rows * PQ;
-    const float* src = in_chunk;
-    if (b > 1) {
-      float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
-      nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
-      src = matrix;
-    }
+    const float* src = group_as_matrix(sc, in, n0, b, nb, in_rows, PQ);
     parallel_sgemm(CblasTrans, CblasNoTrans, rows, b * PQ, in_rows, w, rows, src, b * PQ, 0.0f, cols, b * PQ);
     col2im(images + size_t(n0) * g.image_size(), cols, b, g);
   }
@@ -547,13 +551,7 @@ void gemm_filter(float* dw, const float* in, const float* images, int N, int in_
     for (int group = l; group < groups; group += kFilterLanes) {
       const int n0 = group * nb, b = std::min(nb, N - n0);
       float* cols = grow(sc.cols, size_t(rows) * nb * PQ);
-      const float* in_chunk = in + size_t(n0) * in_rows * PQ;
-      const float* src = in_chunk;
-      if (b > 1) {
-        float* matrix = grow(sc.matrix, size_t(in_rows) * nb * PQ);
-        nchw_to_matrix(matrix, in_chunk, b, in_rows, PQ);
-        src = matrix;
-      }
+      const float* src = group_as_matrix(sc, in, n0, b, nb, in_rows, PQ);
       im2col(cols, padded_scratch(sc, g, nb), grow_offsets(sc.offsets, PQ),
              images + size_t(n0) * g.image_size(), b, g);
       parallel_sgemm(CblasNoTrans, CblasTrans, in_rows, rows, b * PQ, src, b * PQ, cols, b * PQ, 1.0f, target, rows);
